@@ -1,0 +1,53 @@
+"""Repository-wide pytest settings: notebook collection, thread budgets, per-notebook wall times."""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+
+def pytest_ignore_collect(collection_path: Path, config) -> bool | None:
+    # Starters are executed by tests/test_notebooks.py, which allows their unfinished-TODO errors;
+    # nbval would (rightly) fail them cell by cell.
+    if collection_path.name == "starter.ipynb" or ".ipynb_checkpoints" in collection_path.parts:
+        return True
+    return None
+
+
+def pytest_configure(config) -> None:
+    # Parallel workers must not oversubscribe the cores: each worker (and every kernel it starts,
+    # which inherits this environment) gets cores // workers threads.
+    # Set in the workers only (the controller runs no tests), overriding what they inherited.
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        threads = str(max(1, (os.cpu_count() or 1) // int(workerinput.get("workercount", 1))))
+        for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "HARDWAY_THREADS"):
+            os.environ[var] = threads
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
+
+
+def _notebook_of(nodeid: str) -> str | None:
+    path = nodeid.split("::")[0]
+    if path.endswith(".ipynb"):
+        return path
+    if "test_starter" in nodeid and "[" in nodeid and "NOTSET" not in nodeid:
+        return nodeid[nodeid.index("[") + 1 : -1] + "/starter.ipynb"
+    return None
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:
+    seconds: dict[str, float] = defaultdict(float)
+    for reports in terminalreporter.stats.values():
+        for report in reports:
+            nodeid = getattr(report, "nodeid", "")
+            notebook = _notebook_of(nodeid) if nodeid else None
+            if notebook is not None and hasattr(report, "duration"):
+                seconds[notebook] += report.duration
+    if not seconds:
+        return
+    terminalreporter.section("notebook wall time (slowest first)")
+    for notebook, total in sorted(seconds.items(), key=lambda kv: -kv[1]):
+        flag = "  <-- over the 150 s budget" if total > 150 and notebook.endswith("solution.ipynb") else ""
+        terminalreporter.write_line(f"{total:8.1f} s  {notebook}{flag}")

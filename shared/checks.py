@@ -1,0 +1,169 @@
+"""The learner-feedback API behind every check cell.
+
+A project's checks live in a uniquely named module (``shared.checks_01_byte_pair_smith``, ...) and are
+written with the :func:`learner_check` decorator. Each check is bound to one numbered TODO and has three
+outcomes, and only three:
+
+* pass    — one line ``✅ TODO n <name>: <what was compared>`` is printed;
+* wrong   — :class:`CheckFailed` (an ``AssertionError``) showing the input, expected vs got, and a hint
+            aimed at the likely bug;
+* not yet — :class:`TodoNotDone` (a ``NotImplementedError``) saying that TODO n is not done yet, when the
+            learner's code still raises the starter's ``NotImplementedError("TODO n: ...")`` stub.
+
+Numerical comparisons go through :func:`torch.testing.assert_close` (see :func:`assert_close`).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+__all__ = [
+    "CheckFailed",
+    "TodoNotDone",
+    "learner_check",
+    "call",
+    "expect",
+    "expect_equal",
+    "assert_close",
+    "fmt",
+]
+
+_TODO_IN_MESSAGE = re.compile(r"TODO (\d+)")
+
+
+class CheckFailed(AssertionError):
+    """A learner's implementation gave a wrong answer. The message says what, and hints at why."""
+
+
+class TodoNotDone(NotImplementedError):
+    """The learner's TODO still raises the starter's ``NotImplementedError`` stub."""
+
+
+def fmt(value: Any, limit: int = 300) -> str:
+    """A short, readable rendering of a value for check messages (long values are cut)."""
+    if isinstance(value, torch.Tensor):
+        text = f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}) {value.detach().cpu().tolist()!r}"
+    else:
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _failure(what: str, expected: Any = None, got: Any = None, hint: str | None = None, show: bool = True) -> CheckFailed:
+    lines = [what]
+    if show:
+        lines += [f"   expected: {fmt(expected)}", f"   got:      {fmt(got)}"]
+    if hint:
+        lines.append(f"   hint: {hint}")
+    return CheckFailed("\n".join(lines))
+
+
+def expect(condition: bool, what: str, hint: str | None = None) -> None:
+    """Fail with ``what`` (and a hint) unless ``condition`` holds."""
+    if not condition:
+        raise _failure(what, hint=hint, show=False)
+
+
+def expect_equal(got: Any, expected: Any, what: str, hint: str | None = None) -> None:
+    """Fail showing expected vs got unless ``got == expected`` (exact equality)."""
+    if isinstance(got, torch.Tensor) or isinstance(expected, torch.Tensor):
+        same = (
+            isinstance(got, torch.Tensor)
+            and isinstance(expected, torch.Tensor)
+            and got.shape == expected.shape
+            and bool(torch.equal(got.cpu(), expected.cpu()))
+        )
+    else:
+        same = got == expected
+    if not same:
+        raise _failure(what, expected, got, hint)
+
+
+def assert_close(
+    got: Any,
+    expected: torch.Tensor,
+    what: str,
+    hint: str | None = None,
+    atol: float = 1e-5,
+    rtol: float = 1e-5,
+) -> float:
+    """Compare tensors with :func:`torch.testing.assert_close`; return the max absolute error.
+
+    Shape and dtype mismatches are reported as such (they are the most common bug), then values.
+    """
+    if not isinstance(got, torch.Tensor):
+        raise _failure(f"{what}: expected a torch.Tensor, got {type(got).__name__}", hint=hint, show=False)
+    if got.shape != expected.shape:
+        raise _failure(
+            f"{what}: wrong shape", tuple(expected.shape), tuple(got.shape), hint or "check which dimension you reduced over"
+        )
+    try:
+        torch.testing.assert_close(got.detach().cpu(), expected.detach().cpu(), atol=atol, rtol=rtol, check_dtype=False)
+    except AssertionError as err:
+        detail = str(err).strip().splitlines()
+        summary = "; ".join(line.strip() for line in detail[:4])
+        raise _failure(f"{what}: values differ ({summary})", expected, got, hint) from None
+    if got.numel() == 0:
+        return 0.0
+    return float((got.detach().cpu().double() - expected.detach().cpu().double()).abs().max())
+
+
+def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
+    """Call the learner's function, turning an unexpected exception into a readable :class:`CheckFailed`.
+
+    ``NotImplementedError`` passes through untouched: :func:`learner_check` turns it into "not done yet".
+    """
+    try:
+        return fn(*args, **kwargs)
+    except (NotImplementedError, AssertionError):
+        raise
+    except Exception as err:  # the learner's code crashed: show on what input
+        shown = ", ".join([fmt(a, 80) for a in args] + [f"{k}={fmt(v, 80)}" for k, v in kwargs.items()])
+        name = getattr(fn, "__name__", "your function")
+        raise CheckFailed(f"{name}({shown}) raised {type(err).__name__}: {err}") from err
+
+
+def learner_check(todo: int, name: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
+    """Decorate a check bound to TODO ``todo``; the check returns a sentence saying what it compared.
+
+    The wrapped check prints ``✅ TODO n name: <sentence>`` on success and returns the sentence.
+    A ``NotImplementedError`` raised while checking becomes :class:`TodoNotDone` naming the TODO that is
+    unfinished — this one, or an earlier one that this TODO builds on.
+    """
+
+    def decorate(check: Callable[..., str]) -> Callable[..., str]:
+        @functools.wraps(check)
+        def wrapper(*args: Any, **kwargs: Any) -> str:
+            try:
+                sentence = check(*args, **kwargs)
+            except TodoNotDone:
+                raise
+            except NotImplementedError as err:
+                m = _TODO_IN_MESSAGE.search(str(err))
+                other = int(m.group(1)) if m else todo
+                if other == todo:
+                    msg = (
+                        f"TODO {todo} ({name}) is not done yet: replace the `raise NotImplementedError` "
+                        f"in its cell with your code, run that cell, then run this check again."
+                    )
+                else:
+                    msg = (
+                        f"TODO {todo} ({name}) cannot be checked yet: it uses TODO {other}, "
+                        f"which is not done yet. Finish TODO {other} first."
+                    )
+                raise TodoNotDone(msg) from None
+            except CheckFailed as err:
+                err.args = (f"❌ TODO {todo} {name}: {err}",)
+                raise
+            print(f"✅ TODO {todo} {name}: {sentence}")
+            return sentence
+
+        wrapper.todo = todo  # type: ignore[attr-defined]
+        wrapper.todo_name = name  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
