@@ -127,17 +127,18 @@ def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         raise CheckFailed(f"{name}({shown}) raised {type(err).__name__}: {err}") from err
 
 
-def learner_check(todo: int, name: str) -> Callable[[Callable[..., str]], Callable[..., str]]:
+def learner_check(todo: int, name: str) -> Callable[[Callable[..., str]], Callable[..., None]]:
     """Decorate a check bound to TODO ``todo``; the check returns a sentence saying what it compared.
 
-    The wrapped check prints ``✅ TODO n name: <sentence>`` on success and returns the sentence.
+    The wrapped check prints ``✅ TODO n name: <sentence>`` on success and returns None (so that a
+    check cell shows the ✅ line once, not again as the cell's value).
     A ``NotImplementedError`` raised while checking becomes :class:`TodoNotDone` naming the TODO that is
     unfinished — this one, or an earlier one that this TODO builds on.
     """
 
-    def decorate(check: Callable[..., str]) -> Callable[..., str]:
+    def decorate(check: Callable[..., str]) -> Callable[..., None]:
         @functools.wraps(check)
-        def wrapper(*args: Any, **kwargs: Any) -> str:
+        def wrapper(*args: Any, **kwargs: Any) -> None:
             try:
                 sentence = check(*args, **kwargs)
             except TodoNotDone:
@@ -160,7 +161,6 @@ def learner_check(todo: int, name: str) -> Callable[[Callable[..., str]], Callab
                 err.args = (f"❌ TODO {todo} {name}: {err}",)
                 raise
             print(f"✅ TODO {todo} {name}: {sentence}")
-            return sentence
 
         wrapper.todo = todo  # type: ignore[attr-defined]
         wrapper.todo_name = name  # type: ignore[attr-defined]

@@ -129,6 +129,7 @@ def _atomic_write(path: Path, text: str) -> None:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a starter is an ordinary, shareable file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

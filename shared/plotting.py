@@ -453,8 +453,15 @@ def _check_pieces(pieces: Any) -> list[tuple[str, int]]:
     return out
 
 
-def token_html(pieces: Sequence[tuple[str, int]], title: str | None = None) -> str:
+def _count_line(n_tokens: int, n_chars: int | None) -> str:
+    return f"{n_tokens} tokens" + (f" for {n_chars} characters" if n_chars is not None else "")
+
+
+def token_html(pieces: Sequence[tuple[str, int]], title: str | None = None, n_chars: int | None = None) -> str:
     """HTML for a tokenised text: one coloured span per token with its id in small print below.
+
+    The footer counts tokens, and characters when ``n_chars`` (the length of the original text) is
+    given: the token texts cannot tell it, since a token may be a fragment of a character (``\\xNN``).
 
     Spaces show as ·, newlines as ↵ (followed by a real line break), tabs as →; everything is
     HTML-escaped. Display it in Jupyter with ``IPython.display.HTML(token_html(...))``.
@@ -475,8 +482,8 @@ def token_html(pieces: Sequence[tuple[str, int]], title: str | None = None) -> s
         )
         if "\n" in text:
             parts.append("<br>")
-    parts.append(f'<div style="font-size:11px;color:#666;margin-top:4px;">{len(pieces)} tokens, '
-                 f'{sum(len(t) for t, _ in pieces)} characters</div></div>')
+    parts.append(f'<div style="font-size:11px;color:#666;margin-top:4px;">'
+                 f'{_count_line(len(pieces), n_chars)}</div></div>')
     return "".join(parts)
 
 
@@ -521,8 +528,11 @@ def plot_tokens(
     title: str | None = None,
     max_width: float = 10.0,
     fontsize: float = 12.0,
+    n_chars: int | None = None,
 ) -> Axes:
     """A static picture of :func:`token_html`: one coloured box per token, id below, lines wrapped.
+
+    ``n_chars`` (the original text's length), when given, is stated beside the token count.
 
     ``max_width`` is the line width in inches (the figure width when ``ax`` is None; with an ``ax``
     the narrower of the two). Newlines in a token end the line after it. Characters that no
@@ -606,8 +616,7 @@ def plot_tokens(
     ax.grid(False)
     for spine in ax.spines.values():
         spine.set_visible(False)
-    n_chars = sum(len(t) for t, _ in pieces)
-    ax.set_xlabel(f"{len(pieces)} tokens, {n_chars} chars (number below = token id)", fontsize=9,
+    ax.set_xlabel(f"{_count_line(len(pieces), n_chars)} (number below = token id)", fontsize=9,
                   color="#555555")
     ax.set_title(title if title is not None else "Tokens", loc="left")
     return ax

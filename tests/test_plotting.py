@@ -270,3 +270,17 @@ def test_savefig_writes_atomically_and_leaves_no_temp_files(tmp_path):
     with pytest.raises(ValueError):
         savefig(ax.figure, tmp_path / "loss.notaformat")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["loss.png"]
+
+
+def test_token_views_count_characters_only_when_told():
+    import matplotlib.pyplot as plt
+
+    from shared.plotting import plot_tokens, token_html
+
+    pieces = [("\\xd0", 208), ("\\x97", 151)]  # one Cyrillic letter split into two byte tokens
+    assert "2 tokens for 1 characters" in token_html(pieces, n_chars=1)
+    assert "2 tokens</div>" in token_html(pieces)
+    ax = plot_tokens(pieces, n_chars=1)
+    assert ax.get_xlabel().startswith("2 tokens for 1 characters")
+    assert plot_tokens(pieces).get_xlabel().startswith("2 tokens (")
+    plt.close("all")
