@@ -197,3 +197,16 @@ def test_solution_keeps_outputs_and_stays_small(project):
     assert path.stat().st_size <= 3 * 1024 * 1024, f"{path} is over 3 MB"
     errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
     assert not errors, f"{path} was saved with an error output"
+
+
+NBVAL_MARKERS = {"NBVAL_CHECK_OUTPUT", "NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION"}
+
+
+@pytest.mark.parametrize("project", PROJECTS)
+def test_nbval_markers_are_exact_lines_that_nbval_recognises(project):
+    # nbval only honours a marker written as the whole comment line; "# NBVAL_CHECK_OUTPUT: why" is ignored.
+    nb = json.loads((ROOT / project / "solution.ipynb").read_text(encoding="utf-8"))
+    for index, cell in enumerate(nb["cells"]):
+        for line in "".join(cell["source"]).splitlines():
+            if "NBVAL_" in line:
+                assert line.strip().lstrip("#").strip() in NBVAL_MARKERS, f"{project} cell {index}: {line!r}"
