@@ -26,8 +26,11 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PY) -m pip install -e ".[dev]"
 	touch $(STAMP)
 
+# Containers often run as root, where Jupyter refuses to start without --allow-root.
+LAB_ARGS ?= $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root,)
+
 lab: setup
-	$(VENV)/bin/jupyter lab
+	$(VENV)/bin/jupyter lab $(LAB_ARGS)
 
 test: setup
 	$(PY) -m pytest -n auto --dist loadfile $(PYTEST_ARGS)
