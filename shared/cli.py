@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.notebooks import ROOT, make_starter
+from shared.notebooks import ROOT, atomic_write_text, dumps_notebook, make_starter
 
 STATE_DIR_ENV = "HARDWAY_STATE"
 
@@ -138,22 +138,6 @@ def ensure_same_project(nb: dict[str, Any], project: Project, path: Path) -> Non
         if f"checks_{other.folder}" in code:
             raise CliError(f"{path} is project {other.number}'s notebook ({other.name}), not project {project.number}'s")
     raise CliError(f"{path} does not look like project {project.number}'s notebook: it never imports shared.{own}")
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def load_progress() -> dict[str, Any]:
@@ -348,7 +332,7 @@ def cmd_reset(args: argparse.Namespace) -> int:
     project = find_project(args.project)
     starter = root() / project.folder / "starter.ipynb"
     solution = read_notebook(root() / project.folder / "solution.ipynb")
-    fresh = json.dumps(make_starter(solution), indent=1, sort_keys=True, ensure_ascii=False) + "\n"
+    fresh = dumps_notebook(make_starter(solution))
     if starter.exists() and starter.read_text(encoding="utf-8") != fresh:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
         backup = state_dir() / "backups" / project.folder / f"starter-{stamp}.ipynb"

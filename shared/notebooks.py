@@ -118,11 +118,14 @@ def make_starter(solution: dict[str, Any], name: str = "solution.ipynb") -> dict
     return nb
 
 
-def _dumps(nb: dict[str, Any]) -> str:
+def dumps_notebook(nb: dict[str, Any]) -> str:
+    """The canonical JSON text of a notebook (what nbformat writes): stable, so regeneration is byte-identical."""
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
 
 
-def _atomic_write(path: Path, text: str) -> None:
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write text so that a crash leaves either the old file or the new one, never half of either."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -149,12 +152,12 @@ def sync_starters(root: Path = ROOT, check: bool = False) -> list[Path]:
         solution_path = folder / "solution.ipynb"
         starter_path = folder / "starter.ipynb"
         solution = json.loads(solution_path.read_text(encoding="utf-8"))
-        text = _dumps(make_starter(solution, name=str(solution_path.relative_to(root))))
+        text = dumps_notebook(make_starter(solution, name=str(solution_path.relative_to(root))))
         current = starter_path.read_text(encoding="utf-8") if starter_path.exists() else None
         if current != text:
             stale.append(starter_path)
             if not check:
-                _atomic_write(starter_path, text)
+                atomic_write_text(starter_path, text)
     return stale
 
 
