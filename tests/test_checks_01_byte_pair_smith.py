@@ -8,13 +8,12 @@ property over arbitrary Unicode on the solution tokenizer.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
+from check_helpers import fails, solution_loader, stub
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.checks import CheckFailed, TodoNotDone
+from shared.checks import TodoNotDone
 from shared.checks_01_byte_pair_smith import (
     CHECK_PARAGRAPH,
     GPT2_SPLIT_PATTERN,
@@ -37,35 +36,9 @@ from shared.checks_01_byte_pair_smith import (
     reference_split_text,
     reference_train_bpe,
 )
-from shared.notebooks import solution_functions
 
-NOTEBOOK = Path(__file__).resolve().parent.parent / "01_byte_pair_smith" / "solution.ipynb"
+solution = solution_loader("01_byte_pair_smith")
 TOKENIZER_FUNCTIONS = ["get_stats", "merge", "train_bpe", "encode", "build_vocab", "decode", "split_text"]
-
-
-def solution(*names: str, replace: list[tuple[str, str]] | None = None):
-    """The named functions from the solution notebook (several names: a dict; one name: the function)."""
-    found = solution_functions(NOTEBOOK, list(names), replace=replace)
-    return found if len(names) > 1 else found[names[0]]
-
-
-def stub(todo: int):
-    def fn(*args, **kwargs):
-        raise NotImplementedError(f"TODO {todo}: the starter's stub")
-
-    return fn
-
-
-def fails(check, fn, *hint_words: str) -> str:
-    """Run a check expected to fail; assert the message names the TODO and contains each hint word."""
-    with pytest.raises(CheckFailed) as info:
-        check(fn)
-    message = str(info.value)
-    assert message.startswith(f"❌ TODO {check.todo} "), message
-    assert "hint:" in message, message
-    for word in hint_words:
-        assert word in message, f"{word!r} not in:\n{message}"
-    return message
 
 
 # ----------------------------------------------------------------------------------------------- references
