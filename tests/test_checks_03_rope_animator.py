@@ -1,0 +1,188 @@
+"""Tests for shared/checks_03_rope_animator.py.
+
+Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
+yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
+editing the solution's source. Plus the references themselves (RoPE's relative property, ALiBi's slopes).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from check_helpers import fails, solution_loader, stub
+
+from shared.checks import TodoNotDone
+from shared.checks_03_rope_animator import (
+    check_add_learned_positions,
+    check_alibi_bias,
+    check_apply_rope,
+    check_sinusoidal_encoding,
+    interleaved_rope,
+    reference_alibi_bias,
+    reference_rope,
+)
+
+solution = solution_loader("03_rope_animator")
+
+
+# ----------------------------------------------------------------------------------------------- references
+
+
+def test_reference_rope_scores_depend_only_on_relative_distance_and_keep_norms():
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(16, dtype=torch.float64, generator=g)
+    k = torch.randn(16, dtype=torch.float64, generator=g)
+    pos = torch.arange(50)
+    rq = reference_rope(q.expand(50, 16), pos)
+    rk = reference_rope(k.expand(50, 16), pos)
+    s = rq @ rk.T
+    assert torch.allclose(s.diagonal(-5), s.diagonal(-5)[0].expand(45), atol=1e-4)
+    assert torch.allclose(rq.norm(dim=-1), q.norm().expand(50), atol=1e-4)
+
+
+def test_interleaved_layout_is_a_permutation_of_rotate_half():
+    x = torch.randn(1, 4, 8)
+    pos = torch.arange(4)
+    perm = torch.tensor([0, 2, 4, 6, 1, 3, 5, 7])  # interleaved features -> (evens | odds)
+    back = torch.argsort(perm)
+    assert torch.allclose(interleaved_rope(x, pos), reference_rope(x[..., perm], pos)[..., back], atol=1e-6)
+
+
+def test_reference_alibi_bias_has_geometric_slopes_and_causal_mask():
+    b = reference_alibi_bias(8, 4)
+    assert torch.allclose(-b[:, 1, 0], 2.0 ** -torch.arange(1, 9, dtype=torch.float32))
+    assert torch.isneginf(b[:, 0, 1]).all() and (b[:, 2, 2] == 0).all()
+    assert math.isclose(float(b[0, 3, 0]), -1.5)
+
+
+# ----------------------------------------------------------------------------------------------- stubs
+
+
+@pytest.mark.parametrize(
+    "check, todo",
+    [(check_sinusoidal_encoding, 1), (check_add_learned_positions, 2), (check_apply_rope, 3), (check_alibi_bias, 4)],
+)
+def test_untouched_stub_says_todo_not_done(check, todo):
+    with pytest.raises(TodoNotDone, match=f"TODO {todo} .* is not done yet"):
+        check(stub(todo))
+
+
+# ----------------------------------------------------------------------------------------------- TODO 1
+
+
+def test_sinusoidal_check_passes_on_the_solution(capsys):
+    check_sinusoidal_encoding(solution("sinusoidal_encoding"))
+    assert "✅ TODO 1 sinusoidal_encoding: matches shared.model.sinusoidal_positions" in capsys.readouterr().out
+
+
+def test_sinusoidal_check_catches_swapped_sin_and_cos():
+    fn = solution("sinusoidal_encoding", replace=[("[angles.sin(), angles.cos()]", "[angles.cos(), angles.sin()]")])
+    fails(check_sinusoidal_encoding, fn, "swap sin and cos")
+
+
+def test_sinusoidal_check_catches_inverted_frequency_exponent():
+    fn = solution("sinusoidal_encoding", replace=[("10000.0 ** (-torch", "10000.0 ** (torch")])
+    fails(check_sinusoidal_encoding, fn, "sign of the exponent")
+
+
+def test_sinusoidal_check_catches_positions_from_one():
+    fn = solution("sinusoidal_encoding", replace=[("torch.arange(n_pos, dtype", "torch.arange(1, n_pos + 1, dtype")])
+    fails(check_sinusoidal_encoding, fn, "start positions at 1")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 2
+
+
+def test_learned_check_passes_on_the_solution(capsys):
+    check_add_learned_positions(solution("add_learned_positions"))
+    assert "✅ TODO 2 add_learned_positions: equals x + table[:T]" in capsys.readouterr().out
+
+
+def test_learned_check_catches_silent_slicing_past_the_table():
+    fn = solution("add_learned_positions", replace=[("if T > block_size:", "if False:")])
+    fails(check_add_learned_positions, fn, "raise ValueError")
+
+
+def test_learned_check_catches_positions_from_one():
+    fn = solution("add_learned_positions", replace=[("x + table[:T]", "x + table[1 : T + 1]")])
+    fails(check_add_learned_positions, fn, "starting at row 0")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 3
+
+
+def test_rope_check_passes_on_the_solution(capsys):
+    check_apply_rope(solution("apply_rope"))
+    out = capsys.readouterr().out
+    assert "✅ TODO 3 apply_rope: matches shared.model.apply_rope (pairs i, i+hs/2)" in out
+
+
+def test_rope_check_catches_adjacent_pairs_instead_of_rotate_half():
+    fn = solution("apply_rope", replace=[
+        ("a, b = x[..., :half], x[..., half:]", "a, b = x[..., 0::2], x[..., 1::2]"),
+        ("return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)",
+         "return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)"),
+    ])
+    fails(check_apply_rope, fn, "adjacent pairs", "i + hs/2")
+
+
+def test_rope_check_catches_positions_from_one():
+    fn = solution("apply_rope", replace=[("positions.to(torch.float64)", "(positions + 1).to(torch.float64)")])
+    fails(check_apply_rope, fn, "positions start at 0")
+
+
+def test_rope_check_catches_inverted_frequency_exponent():
+    fn = solution("apply_rope", replace=[("base ** (-torch.arange", "base ** (torch.arange")])
+    fails(check_apply_rope, fn, "sign of the exponent")
+
+
+def test_rope_check_catches_a_rotation_that_is_not_one():
+    fn = solution("apply_rope", replace=[("a * sin + b * cos", "a * sin + b * sin")])
+    fails(check_apply_rope, fn, "a cos")
+
+
+def test_rope_property_checks_catch_q_and_k_rotated_with_different_pairs():
+    """A function whose layout depends on the call (as when q and k take different code paths) breaks m − n."""
+    right = solution("apply_rope")
+    calls = {"n": 0}
+
+    def mixed(x, positions, base=10000.0):
+        calls["n"] += 1
+        if calls["n"] == 1:  # the first call is compared with the reference: answer it correctly
+            return right(x, positions, base)
+        if calls["n"] % 2 == 0:  # "q": rotate half
+            return right(x, positions, base)
+        return interleaved_rope(x, positions, base)  # "k": adjacent pairs
+
+    fails(check_apply_rope, mixed, "same pairs")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 4
+
+
+def test_alibi_check_passes_on_the_solution(capsys):
+    check_alibi_bias(solution("alibi_bias"))
+    assert "✅ TODO 4 alibi_bias: matches -shared.model.alibi_slopes(n)" in capsys.readouterr().out
+
+
+def test_alibi_check_catches_slopes_off_by_one_power():
+    fn = solution("alibi_bias", replace=[("first ** (h + 1)", "first ** h")])
+    fails(check_alibi_bias, fn, "2^(-8/n), not 1")
+
+
+def test_alibi_check_catches_a_wrong_rule_for_non_power_of_two_heads():
+    fn = solution("alibi_bias", replace=[("power_of_two_slopes(2 * p)[0::2]", "power_of_two_slopes(2 * p)[1::2]")])
+    fails(check_alibi_bias, fn, "not a power of two", "every other slope")
+
+
+def test_alibi_check_catches_a_missing_causal_mask():
+    fn = solution("alibi_bias", replace=[('return bias.masked_fill(pos[None, :] > pos[:, None], float("-inf"))',
+                                          "return bias")])
+    fails(check_alibi_bias, fn, "-inf")
+
+
+def test_alibi_check_catches_an_inverted_distance_sign():
+    fn = solution("alibi_bias", replace=[("bias = -m[:, None, None] * dist", "bias = m[:, None, None] * dist")])
+    fails(check_alibi_bias, fn, "2^(-8/n)")
