@@ -47,13 +47,7 @@ class Bigram(nn.Module):
         return logits, loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread; it also avoids contention on a shared 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # see tests/conftest.py
 
 
 def plus_one_batch(split: str, batch_size: int, generator: torch.Generator):
