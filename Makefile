@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: setup lab test lint starters check-starters clean
+.PHONY: setup lab test lint starters check-starters bench dashboard clean
 
 setup: $(STAMP)
 
@@ -43,6 +43,14 @@ starters: setup
 
 check-starters: setup
 	$(PY) -m shared.notebooks sync --check
+
+# Side-by-side speed benchmarks (training, decoding, BPE) against Hugging Face and naive baselines.
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+# Project 07's Streamlit sampling dashboard.
+dashboard: setup
+	$(VENV)/bin/streamlit run 07_entropy_plotter/app.py
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

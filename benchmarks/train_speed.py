@@ -15,6 +15,10 @@ because the CPU may be shared.
 
     python benchmarks/train_speed.py                 # the table
     python benchmarks/train_speed.py --profile       # plus a torch.profiler table of the hot ops
+    python benchmarks/train_speed.py --compile       # plus torch.compile(model)
+
+The ``hf-gpt2`` row trains Hugging Face ``transformers``' GPT2LMHeadModel holding the same initial
+weights with the same optimizer; "vs hf-gpt2" is its median step time over each row's.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import time
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from shared.data import load_shakespeare
 from shared.model import GPT, GPTConfig
@@ -69,14 +74,34 @@ def matmul_flops(n: int, m: int | None = None, k: int | None = None, reps: int =
     return flops
 
 
-class Trainer:
-    """One model + optimizer + a fixed set of batches; ``run(steps)`` returns the seconds of each step."""
+class HFLoss(torch.nn.Module):
+    """A transformers causal LM as ``(x, y) -> (logits, loss)``, the loss computed exactly as GPT.forward does."""
 
-    def __init__(self, config: GPTConfig, batches, compile_model: bool = False) -> None:
+    def __init__(self, hf: torch.nn.Module) -> None:
+        super().__init__()
+        self.hf = hf
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self.hf(x).logits  # (B, T, V)
+        return logits, F.cross_entropy(logits.flatten(0, 1), y.flatten())
+
+
+class Trainer:
+    """One model + optimizer + a fixed set of batches; ``run(steps)`` returns the seconds of each step.
+
+    ``hf=True`` trains transformers' GPT2LMHeadModel holding the same initial weights instead (same
+    optimizer: ``GPT.configure_optimizer`` applied to its parameters, fused AdamW, decay on matrices).
+    """
+
+    def __init__(self, config: GPTConfig, batches, compile_model: bool = False, hf: bool = False) -> None:
         torch.manual_seed(0)
         self.model = GPT(config)
+        if hf:
+            from shared.hf import to_hf
+
+            self.model = HFLoss(to_hf(self.model))
         self.model.train()
-        self.opt = self.model.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.99))
+        self.opt = GPT.configure_optimizer(self.model, weight_decay=0.1, lr=1e-3, betas=(0.9, 0.99))
         self.fwd = torch.compile(self.model) if compile_model else self.model
         self.batches = batches
         self.i = 0
@@ -106,6 +131,7 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=20, help="rounds; variants alternate within each")
     ap.add_argument("--warmup", type=int, default=10, help="untimed steps per variant first")
     ap.add_argument("--compile", action="store_true", help="also time torch.compile(model)")
+    ap.add_argument("--no-hf", action="store_true", help="skip the transformers GPT2LMHeadModel baseline")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table (sdpa)")
     args = ap.parse_args()
     load_at_start = os.getloadavg()[0]  # before this script keeps the cores busy itself
@@ -118,6 +144,8 @@ def main() -> None:
 
     variants = {"sdpa": GPTConfig(**base, attn_impl="sdpa"), "manual": GPTConfig(**base, attn_impl="manual")}
     trainers = {name: Trainer(cfg, batches) for name, cfg in variants.items()}
+    if not args.no_hf:
+        trainers["hf-gpt2"] = Trainer(variants["sdpa"], batches, hf=True)
     if args.compile:
         trainers["sdpa+compile"] = Trainer(variants["sdpa"], batches, compile_model=True)
 
@@ -161,15 +189,17 @@ def main() -> None:
     print()
     print(f"training: median of {args.rounds * args.steps} timed steps per variant "
           f"(after {args.warmup} warmup steps), variants interleaved every {args.steps} steps")
-    header = f"{'attn_impl':<14}{'ms/step':>10}{'tokens/s':>12}{'GFLOP/s':>10}{'MFU':>8}{'loss':>8}"
+    header = (f"{'variant':<14}{'ms/step':>10}{'tokens/s':>12}{'GFLOP/s':>10}{'MFU':>8}{'loss':>8}"
+              f"{'vs hf-gpt2':>12}")
     print(header)
     print("-" * len(header))
     for name, tr in trainers.items():
         sec = statistics.median(per_step[name])
         tok_s = B * T / sec
         achieved = tok_s * fpt
+        vs_hf = (statistics.median(per_step["hf-gpt2"]) / sec) if "hf-gpt2" in per_step else float("nan")
         print(f"{name:<14}{sec * 1e3:>10.1f}{tok_s:>12,.0f}{achieved / 1e9:>10.1f}"
-              f"{achieved / peak:>8.1%}{tr.last_loss:>8.3f}")
+              f"{achieved / peak:>8.1%}{tr.last_loss:>8.3f}{vs_hf:>11.2f}x")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

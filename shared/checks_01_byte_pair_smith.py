@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable
 
 import regex
 
+from shared.bpe import GPT2_PATTERN, GPT4_PATTERN, merge_pair
 from shared.checks import CheckFailed, call, expect, expect_equal, fmt, learner_check
 
 __all__ = [
@@ -48,12 +49,9 @@ __all__ = [
 
 Pair = tuple[int, int]
 
-# The pre-tokenizer of GPT-2 (Radford et al., 2019, §2.2; openai/gpt-2 src/encoder.py) and its revision
-# used for GPT-4's cl100k_base vocabulary (tiktoken), both for the third-party `regex` module (\p{L} etc.).
-GPT2_SPLIT_PATTERN = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
-GPT4_SPLIT_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
-)
+# The pre-tokenizers of GPT-2 (Radford et al., 2019, §2.2) and GPT-4's cl100k_base, from shared.bpe.
+GPT2_SPLIT_PATTERN = GPT2_PATTERN
+GPT4_SPLIT_PATTERN = GPT4_PATTERN
 
 # Wikipedia's worked example of byte-pair encoding: aaabdaaabac -> ZabdZabac -> ZYdZYac -> XdXac.
 HAND_TEXT = "aaabdaaabac"
@@ -102,18 +100,7 @@ def reference_get_stats(ids: list[int]) -> dict[Pair, int]:
     return counts
 
 
-def reference_merge(ids: list[int], pair: Pair, new_id: int) -> list[int]:
-    """Replace non-overlapping occurrences of ``pair``, scanning left to right ("aaa" -> [X, a])."""
-    out: list[int] = []
-    i = 0
-    while i < len(ids):
-        if i < len(ids) - 1 and ids[i] == pair[0] and ids[i + 1] == pair[1]:
-            out.append(new_id)
-            i += 2
-        else:
-            out.append(ids[i])
-            i += 1
-    return out
+reference_merge = merge_pair  # non-overlapping, left to right ("aaa" -> [X, a])
 
 
 def _chunks(text: str, split_pattern: str | None) -> list[str]:
