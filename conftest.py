@@ -27,6 +27,19 @@ def pytest_configure(config) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
+# Importing streamlit (tests/test_app_07_*) sets os.environ["MPLBACKEND"] = "Agg" for the whole process;
+# every kernel started afterwards in that worker would then draw no inline figures. Each test starts from
+# the matplotlib backend setting the session started with.
+_MPLBACKEND_AT_START = os.environ.get("MPLBACKEND")
+
+
+def pytest_runtest_setup(item) -> None:
+    if _MPLBACKEND_AT_START is None:
+        os.environ.pop("MPLBACKEND", None)
+    else:
+        os.environ["MPLBACKEND"] = _MPLBACKEND_AT_START
+
+
 def _notebook_of(nodeid: str) -> str | None:
     path = nodeid.split("::")[0]
     if path.endswith(".ipynb"):
