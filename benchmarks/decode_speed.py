@@ -9,7 +9,7 @@ tokens (asserted — a speed-up that changes the output does not count). The Hug
 
 Variants are timed in alternating rounds and medians reported, because the CPU may be shared.
 
-    python benchmarks/decode_speed.py                       # 128 / 512 / 1024 new tokens
+    python benchmarks/decode_speed.py                       # 128 / 512 / 1024 new tokens, 1 and 2 threads
     python benchmarks/decode_speed.py --lengths 64 --rounds 1
     python benchmarks/decode_speed.py --profile             # torch.profiler table of one cached decode
 """
@@ -52,8 +52,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--lengths", type=int, nargs="+", default=[128, 512, 1024], help="new tokens to generate")
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per variant (alternating)")
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                    help="torch intra-op thread counts to measure (all variants use the same one)")
     ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one cached decode")
     args = ap.parse_args()
+    if any(t < 1 for t in args.threads) or any(n < 1 for n in args.lengths) or args.rounds < 1:
+        ap.error("--threads, --lengths and --rounds take integers >= 1")
     load_at_start = os.getloadavg()[0]
     warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -67,31 +71,34 @@ def main() -> None:
         "hf": lambda n: hf.generate(prompt, attention_mask=mask, max_new_tokens=n, min_new_tokens=n,
                                     do_sample=False, use_cache=True, pad_token_id=0),
     }
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, os.cpu_count() = {os.cpu_count()}, "
+    print(f"torch {torch.__version__}, os.cpu_count() = {os.cpu_count()}, "
           f"load average (1 min) at start = {load_at_start:.2f}")
     print(f"model: {model.num_params():,} non-embedding params, block_size {model.config.block_size}, "
           f"prompt {PROMPT_LEN} tokens, greedy, batch 1")
     with torch.inference_mode():
-        for fn in variants.values():  # warm up every path once
-            fn(8)
-        header = (f"{'new tokens':>10}{'cached tok/s':>14}{'uncached tok/s':>16}{'HF tok/s':>10}"
-                  f"{'cache speed-up':>16}{'vs HF':>8}{'same tokens':>13}")
-        print(header)
-        print("-" * len(header))
-        for n in args.lengths:
-            times: dict[str, list[float]] = {k: [] for k in variants}
-            outs: dict[str, torch.Tensor] = {}
-            for _ in range(args.rounds):
-                for name, fn in variants.items():
-                    sec, outs[name] = timed(lambda fn=fn, n=n: fn(n))
-                    times[name].append(sec)
-            same = torch.equal(outs["cached"], outs["uncached"]) and torch.equal(outs["cached"], outs["hf"])
-            assert outs["cached"].shape == (1, PROMPT_LEN + n), outs["cached"].shape
-            assert same, f"the three decoders disagree at {n} new tokens"
-            tok_s = {k: n / statistics.median(v) for k, v in times.items()}
-            print(f"{n:>10}{tok_s['cached']:>14,.0f}{tok_s['uncached']:>16,.0f}{tok_s['hf']:>10,.0f}"
-                  f"{tok_s['cached'] / tok_s['uncached']:>15.1f}x{tok_s['cached'] / tok_s['hf']:>7.2f}x"
-                  f"{'yes':>13}")
+        for threads in args.threads:
+            torch.set_num_threads(threads)  # every variant runs with the same thread count
+            for fn in variants.values():  # warm up every path once
+                fn(8)
+            header = (f"{'threads':>7}{'new tokens':>11}{'cached tok/s':>14}{'uncached tok/s':>16}{'HF tok/s':>10}"
+                      f"{'cache speed-up':>16}{'vs HF':>8}{'same tokens':>13}")
+            print(header)
+            print("-" * len(header))
+            for n in args.lengths:
+                times: dict[str, list[float]] = {k: [] for k in variants}
+                outs: dict[str, torch.Tensor] = {}
+                for _ in range(args.rounds):
+                    for name, fn in variants.items():
+                        sec, outs[name] = timed(lambda fn=fn, n=n: fn(n))
+                        times[name].append(sec)
+                same = torch.equal(outs["cached"], outs["uncached"]) and torch.equal(outs["cached"], outs["hf"])
+                assert outs["cached"].shape == (1, PROMPT_LEN + n), outs["cached"].shape
+                assert same, f"the three decoders disagree at {n} new tokens"
+                tok_s = {k: n / statistics.median(v) for k, v in times.items()}
+                print(f"{threads:>7}{n:>11}{tok_s['cached']:>14,.0f}{tok_s['uncached']:>16,.0f}{tok_s['hf']:>10,.0f}"
+                      f"{tok_s['cached'] / tok_s['uncached']:>15.1f}x{tok_s['cached'] / tok_s['hf']:>7.2f}x"
+                      f"{'yes':>13}")
+            print()
         if args.profile:
             from torch.profiler import ProfilerActivity, profile
 

@@ -22,7 +22,7 @@ FULL = {
 }
 QUICK = {
     "train_speed.py": ["--steps", "1", "--rounds", "2", "--warmup", "1"],
-    "decode_speed.py": ["--lengths", "16", "--rounds", "1"],
+    "decode_speed.py": ["--lengths", "16", "--rounds", "1", "--threads", "1"],
     "bpe_speed.py": ["--vocab", "300", "--rounds", "1", "--naive-max", "300"],
 }
 

@@ -35,11 +35,11 @@ def test_train_speed_prints_tokens_per_second_mfu_and_the_ratio_to_hugging_face(
 
 def test_decode_speed_asserts_identical_tokens_and_prints_the_ratios():
     pytest.importorskip("transformers")
-    out = run("decode_speed.py", "--lengths", "16", "24", "--rounds", "1")
-    rows = [line.split() for line in out.splitlines() if line.strip()[:2].isdigit()]
-    assert [r[0] for r in rows] == ["16", "24"]
+    out = run("decode_speed.py", "--lengths", "16", "24", "--rounds", "1", "--threads", "1", "2")
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert [(r[0], r[1]) for r in rows] == [("1", "16"), ("1", "24"), ("2", "16"), ("2", "24")]
     for row in rows:
-        assert row[-1] == "yes" and row[4].endswith("x") and row[5].endswith("x")
+        assert row[-1] == "yes" and row[5].endswith("x") and row[6].endswith("x")
 
 
 def test_bpe_speed_matches_the_naive_merges_and_the_rust_vocabulary_size():

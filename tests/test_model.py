@@ -654,6 +654,21 @@ def test_generate_restores_train_mode_and_zero_new_tokens_returns_the_prompt():
     assert not m.training
 
 
+def test_generate_checks_prompt_ids_once_and_forward_keeps_checking_afterwards():
+    m = model()
+    bad = torch.tensor([[0, m.config.vocab_size]])
+    with pytest.raises(ValueError, match="vocab_size"):
+        m.generate(bad, 2)
+    m.generate(tokens(T=3), 2)
+    with pytest.raises(ValueError, match="vocab_size"):  # the per-step shortcut is off again
+        m(bad)
+
+
+def test_zero_dropout_uses_no_dropout_modules_and_positive_dropout_does():
+    assert not any(isinstance(mod, torch.nn.Dropout) for mod in model().modules())
+    assert sum(isinstance(mod, torch.nn.Dropout) for mod in model(dropout=0.1).modules()) > 0
+
+
 def test_bidirectional_generation_needs_use_cache_false():
     m = model(attn_mask="bidirectional")
     with pytest.raises(ValueError, match="use_cache=False"):
