@@ -1,0 +1,163 @@
+"""A small base model pre-trained on the Shakespeare corpus, trained once per machine and cached.
+
+Projects 14 (instruction tuning) and 15 (RLHF) start from the same *base model*: a character-level
+GPT that has only ever seen Shakespeare. Neither notebook depends on the other being run first:
+:func:`load_base_model` trains it on first use (about half a minute on one CPU thread) and saves a
+verified checkpoint; every later call, from any notebook, loads that file instead.
+
+    model, tok = load_base_model()          # trains on first use, then loads from the cache
+    tok.encode("ROMEO:\\n")                  # a CharTokenizer
+
+The vocabulary is every printable ASCII character plus newline (the corpus uses 69 of them; digits,
+``+``, ``=``, brackets, ... are there for the instruction data of project 14) followed by
+:data:`RESERVED` private-use characters. Pre-training never shows those reserved ids, so a
+fine-tuning project can give them meanings (``<|user|>``, ``<|end|>``, ...) without resizing the
+embedding table.
+
+The cache lives in :func:`shared.data.default_cache_dir` (``$HARDWAY_CACHE`` or
+``~/.cache/llm-hard-way``). The file name carries a hash of the model and training recipe, so
+changing the recipe trains a new model rather than loading a stale one. Writes are atomic with a
+sha256 sidecar (:func:`shared.train.save_checkpoint`); a corrupted file is reported, set aside
+and retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import string
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from shared.data import CharTokenizer, default_cache_dir, load_shakespeare, make_get_batch, train_val_split
+from shared.model import GPT, GPTConfig
+from shared.train import CheckpointError, History, TrainConfig, load_checkpoint, save_checkpoint, train
+
+__all__ = [
+    "RESERVED",
+    "BASE_CONFIG",
+    "BASE_TRAIN",
+    "base_tokenizer",
+    "base_checkpoint_path",
+    "load_base_model",
+]
+
+#: Eight private-use characters (U+E000 … U+E007) at the end of the vocabulary, never seen in pre-training.
+RESERVED: tuple[str, ...] = tuple(chr(0xE000 + i) for i in range(8))
+
+_PRINTABLE = sorted(set(string.printable) - set("\t\r\x0b\x0c"))  # 95 printable ASCII characters + "\n"
+
+#: The base model: GPT-2 style (learned positions, pre-LN LayerNorm, GELU, tied embeddings), 0.35 M
+#: parameters, a 64-character context. Sized so that pre-training fits in ~30 s on one CPU thread.
+BASE_CONFIG = GPTConfig(
+    vocab_size=len(_PRINTABLE) + len(RESERVED),
+    block_size=64,
+    n_layer=3,
+    n_head=4,
+    d_model=96,
+    dropout=0.0,
+)
+
+#: The pre-training recipe: AdamW, warmup then cosine decay, 0.7 M characters of Shakespeare
+#: (350 steps x 32 x 64). Validation loss lands near 2.1 nats/char: it spells Shakespeare-like words
+#: and speech headings, which is all a *base* model needs to be for the fine-tuning lessons.
+BASE_TRAIN = TrainConfig(
+    max_steps=350,
+    batch_size=32,
+    lr=6e-3,
+    warmup_steps=35,
+    weight_decay=0.1,
+    eval_interval=350,
+    eval_iters=10,
+    seed=1337,
+    device="cpu",
+)
+
+_RECIPE_VERSION = 1  # bump when the data pipeline changes in a way the configs do not show
+
+
+def base_tokenizer() -> CharTokenizer:
+    """Printable ASCII + newline (96 characters, sorted), then the 8 :data:`RESERVED` characters."""
+    return CharTokenizer(_PRINTABLE + list(RESERVED))
+
+
+def _recipe_hash() -> str:
+    recipe = {
+        "version": _RECIPE_VERSION,
+        "model": dataclasses.asdict(BASE_CONFIG),
+        "train": dataclasses.asdict(BASE_TRAIN),
+        "vocab": base_tokenizer().chars,
+    }
+    return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def base_checkpoint_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Where the cached base model lives: ``<cache_dir>/base_shakespeare_char_<recipe hash>.pt``."""
+    root = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return root / f"base_shakespeare_char_{_recipe_hash()}.pt"
+
+
+def _pretrain(verbose: bool) -> tuple[GPT, History]:
+    tok = base_tokenizer()
+    data = tok.encode_tensor(load_shakespeare())  # (4.8 M,) character ids
+    train_ids, val_ids = train_val_split(data, 0.1)
+    get_batch = make_get_batch(train_ids, val_ids, BASE_CONFIG.block_size)
+    torch.manual_seed(BASE_TRAIN.seed)
+    model = GPT(BASE_CONFIG)
+    history = train(model, get_batch, dataclasses.replace(BASE_TRAIN, progress=verbose))
+    return model.eval(), history
+
+
+def load_base_model(
+    cache_dir: str | os.PathLike[str] | None = None,
+    retrain: bool = False,
+    verbose: bool = True,
+) -> tuple[GPT, CharTokenizer]:
+    """The pre-trained Shakespeare base model (in eval mode, on CPU) and its tokenizer.
+
+    Loads ``base_checkpoint_path(cache_dir)`` if it exists and verifies; otherwise pre-trains with
+    :data:`BASE_CONFIG` / :data:`BASE_TRAIN` and saves the checkpoint atomically. ``retrain=True``
+    ignores any cached file. A cached file that fails its sha256 check or does not fit the model is
+    renamed to ``*.corrupt`` (kept for inspection, never loaded) and the model is retrained.
+    """
+    if not isinstance(retrain, bool):
+        raise ValueError(f"load_base_model: retrain={retrain!r} must be True or False")
+    path = base_checkpoint_path(cache_dir)
+    tok = base_tokenizer()
+    if path.is_file() and not retrain:
+        model = GPT(BASE_CONFIG)
+        sidecar = path.with_name(path.name + ".sha256")
+        try:
+            if not sidecar.is_file():  # load_checkpoint would only warn; an unverifiable cache is not used
+                raise CheckpointError(f"its checksum file {sidecar.name} is missing")
+            payload = load_checkpoint(path, model)
+        except (CheckpointError, RuntimeError) as err:
+            bad = path.with_name(path.name + ".corrupt")
+            os.replace(path, bad)
+            warnings.warn(f"cached base model {path} is unusable ({err}); moved it to {bad.name} and retraining",
+                          stacklevel=2)
+        else:
+            if verbose:
+                extra = payload.get("extra") or {}
+                print(f"loaded the base model from {path} (val loss {extra.get('val_loss', float('nan')):.3f})")
+            return model.eval(), tok
+
+    if verbose:
+        print(f"pre-training the base model ({BASE_TRAIN.max_steps} steps); cached afterwards at {path}")
+    start = time.perf_counter()
+    model, history = _pretrain(verbose)
+    seconds = time.perf_counter() - start
+    val_loss = float(history.last("val_loss"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(
+        path, model, step=BASE_TRAIN.max_steps, config=BASE_CONFIG,
+        extra={"val_loss": val_loss, "train_seconds": seconds, "tokenizer": tok.to_dict()},
+    )
+    if verbose:
+        print(f"pre-trained in {seconds:.0f} s: val loss {val_loss:.3f} nats/char")
+    return model, tok

@@ -1,0 +1,86 @@
+"""shared/pretrained.py: the cached Shakespeare base model of projects 14 and 15.
+
+The real recipe takes ~30 s, so these tests swap in a three-step recipe; the caching, hashing and
+corruption handling are the same code paths.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import pytest
+import torch
+
+import shared.pretrained as pretrained
+from shared.data import load_shakespeare
+
+
+@pytest.fixture
+def tiny_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pretrained, "BASE_TRAIN", dataclasses.replace(pretrained.BASE_TRAIN, max_steps=3,
+                                                                      warmup_steps=1, eval_interval=3,
+                                                                      eval_iters=1, batch_size=4))
+
+
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+
+
+def test_tokenizer_covers_the_corpus_printable_ascii_and_reserved_ids_at_the_end():
+    tok = pretrained.base_tokenizer()
+    assert set(load_shakespeare()) <= set(tok.chars)
+    assert set("0123456789+=[]{}<>") <= set(tok.chars)
+    assert tok.vocab_size == pretrained.BASE_CONFIG.vocab_size == 104
+    assert tok.chars[-len(pretrained.RESERVED):] == list(pretrained.RESERVED)
+    assert not set(pretrained.RESERVED) & set(load_shakespeare())  # never seen in pre-training
+
+
+def test_first_call_trains_and_saves_then_later_calls_load_the_identical_model(tmp_path, tiny_recipe, capsys):
+    model, tok = pretrained.load_base_model(cache_dir=tmp_path)
+    assert "pre-training" in capsys.readouterr().out
+    path = pretrained.base_checkpoint_path(tmp_path)
+    assert path.is_file() and path.with_name(path.name + ".sha256").is_file()
+    again, tok2 = pretrained.load_base_model(cache_dir=tmp_path)
+    assert "loaded the base model" in capsys.readouterr().out
+    assert tok2 == tok
+    assert _same_weights(model, again)
+    assert not again.training
+
+
+def test_training_is_deterministic(tmp_path, tiny_recipe):
+    a, _ = pretrained.load_base_model(cache_dir=tmp_path / "a", verbose=False)
+    b, _ = pretrained.load_base_model(cache_dir=tmp_path / "b", verbose=False)
+    assert _same_weights(a, b)
+
+
+def test_changing_the_recipe_changes_the_cache_file(tmp_path, tiny_recipe, monkeypatch):
+    first = pretrained.base_checkpoint_path(tmp_path)
+    monkeypatch.setattr(pretrained, "BASE_TRAIN", dataclasses.replace(pretrained.BASE_TRAIN, lr=1e-3))
+    assert pretrained.base_checkpoint_path(tmp_path) != first
+
+
+def test_corrupted_cache_is_set_aside_and_retrained(tmp_path, tiny_recipe):
+    model, _ = pretrained.load_base_model(cache_dir=tmp_path, verbose=False)
+    path = pretrained.base_checkpoint_path(tmp_path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="unusable"):
+        again, _ = pretrained.load_base_model(cache_dir=tmp_path, verbose=False)
+    assert path.with_name(path.name + ".corrupt").is_file()
+    assert path.is_file()
+    assert _same_weights(model, again)  # retrained with the same seed
+
+
+def test_cache_without_checksum_is_not_trusted(tmp_path, tiny_recipe):
+    pretrained.load_base_model(cache_dir=tmp_path, verbose=False)
+    path = pretrained.base_checkpoint_path(tmp_path)
+    os.remove(path.with_name(path.name + ".sha256"))
+    with pytest.warns(UserWarning, match="unusable"):
+        pretrained.load_base_model(cache_dir=tmp_path, verbose=False)
+
+
+def test_bad_retrain_argument_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="retrain='yes' must be True or False"):
+        pretrained.load_base_model(cache_dir=tmp_path, retrain="yes")
