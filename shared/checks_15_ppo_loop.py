@@ -1,0 +1,479 @@
+"""Checks for project 15 (RLHF with PPO): one check per TODO of ``15_ppo_loop/solution.ipynb``.
+
+The pieces of the RLHF loop of Ouyang et al. (2022, §3.5), each compared with a reference written here
+independently of the notebook:
+
+* Bradley–Terry reward-model loss (Christiano et al. 2017, §2.2.3; Ouyang et al. 2022, eq. 1):
+  ``-log σ(r_chosen − r_rejected)``, against ``F.softplus(r_rejected − r_chosen)``;
+* per-token log-probabilities of the response tokens, against an explicit loop over positions;
+* KL-shaped rewards (Ziegler et al. 2019; Ouyang et al. 2022, eq. 2): ``−β (log π − log π_ref)`` at every
+  response token, plus the reward-model score at the last one;
+* GAE (Schulman et al. 2015, eq. 16): the closed form ``A_t = Σ_l (γλ)^l δ_{t+l}`` as a matrix product
+  (the notebook writes the backward recursion), with ``V = 0`` after the last token;
+* the PPO clipped surrogate and value loss (Schulman et al. 2017, eq. 7 and 9) on crafted ratios where
+  the clip is active on each side, and its gradient;
+* one rollout → score → update iteration, run on a tiny GPT with a reward the policy can learn;
+* the DPO loss (Rafailov et al. 2023, eq. 7).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
+from shared.model import GPT, GPTConfig
+
+__all__ = [
+    "reference_bradley_terry_loss",
+    "reference_response_logprobs",
+    "reference_kl_shaped_rewards",
+    "reference_gae",
+    "reference_ppo_losses",
+    "reference_dpo_loss",
+    "TinyPolicy",
+    "check_bradley_terry_loss",
+    "check_response_logprobs",
+    "check_kl_shaped_rewards",
+    "check_gae",
+    "check_ppo_losses",
+    "check_ppo_iteration",
+    "check_dpo_loss",
+]
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _close(a: Any, b: torch.Tensor, atol: float = 1e-5) -> bool:
+    return isinstance(a, torch.Tensor) and a.shape == b.shape and bool(torch.allclose(a.float(), b.float(), atol=atol))
+
+
+def _scalar(got: Any, fn_name: str) -> torch.Tensor:
+    expect(isinstance(got, torch.Tensor) and got.dim() == 0,
+           f"{fn_name} must return a scalar (0-dim) tensor, got {fmt(got, 80)}",
+           hint="average over the batch with .mean()")
+    return got
+
+
+# ----------------------------------------------------------------------------------------------- references
+
+
+def reference_bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tensor) -> torch.Tensor:
+    """mean softplus(r_rejected − r_chosen) = mean −log σ(r_chosen − r_rejected)."""
+    return F.softplus(r_rejected - r_chosen).mean()
+
+
+def reference_response_logprobs(logits: torch.Tensor, seq: torch.Tensor, prompt_len: int) -> torch.Tensor:
+    """(B, L, V), (B, L) -> (B, L − prompt_len): log p(seq[:, t] | seq[:, :t]) for t ≥ prompt_len, by a loop."""
+    cols = []
+    for t in range(prompt_len, seq.shape[1]):
+        logp_t = torch.log_softmax(logits[:, t - 1].double(), dim=-1)  # (B, V): the prediction made at t − 1
+        cols.append(logp_t[torch.arange(seq.shape[0]), seq[:, t]])  # (B,)
+    return torch.stack(cols, dim=1).to(logits.dtype)  # (B, T)
+
+
+def reference_kl_shaped_rewards(
+    score: torch.Tensor, logp: torch.Tensor, logp_ref: torch.Tensor, beta: float
+) -> torch.Tensor:
+    """r_t = −β (logp_t − logp_ref_t), plus score on the last token: (B,), (B, T), (B, T) -> (B, T)."""
+    last = F.one_hot(torch.tensor(logp.shape[1] - 1), logp.shape[1]).to(logp.dtype)  # (T,)
+    return -beta * (logp - logp_ref) + score[:, None] * last[None, :]
+
+
+def reference_gae(
+    rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float, normalize: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GAE in closed form: δ_t = r_t + γ V_{t+1} − V_t (V_T = 0), A = δ · M with M[s, t] = (γλ)^(s−t) for s ≥ t.
+
+    returns = A + V (the raw advantages, before any normalisation); advantages are whitened over the
+    whole batch when ``normalize`` (mean 0, std 1, unbiased std).
+    """
+    B, T = rewards.shape
+    r, v = rewards.double(), values.double()
+    next_v = torch.cat([v[:, 1:], torch.zeros(B, 1, dtype=v.dtype)], dim=1)  # (B, T), zero after the last token
+    delta = r + gamma * next_v - v  # (B, T)
+    s = torch.arange(T)
+    power = (s[:, None] - s[None, :]).clamp(min=0).double()  # (T, T): s − t
+    M = (gamma * lam) ** power * (s[:, None] >= s[None, :])  # (T, T), M[s, t]
+    adv = delta @ M  # (B, T)
+    returns = adv + v
+    if normalize:
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+    return adv.to(rewards.dtype), returns.to(rewards.dtype)
+
+
+def reference_ppo_losses(
+    logp_new: torch.Tensor,
+    logp_old: torch.Tensor,
+    advantages: torch.Tensor,
+    values_new: torch.Tensor,
+    returns: torch.Tensor,
+    clip_eps: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """L_clip = −mean min(ρ A, clip(ρ, 1 − ε, 1 + ε) A) with ρ = exp(logp_new − logp_old); L_V = ½ mean (V − R)²."""
+    ratio = torch.exp(logp_new - logp_old)
+    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
+    return -surrogate.mean(), 0.5 * ((values_new - returns) ** 2).mean()
+
+
+def reference_dpo_loss(
+    pol_chosen: torch.Tensor, pol_rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """−mean log σ(β [(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])."""
+    margin = (pol_chosen - ref_chosen) - (pol_rejected - ref_rejected)
+    return F.softplus(-beta * margin).mean()
+
+
+class TinyPolicy(nn.Module):
+    """A tiny GPT plus a zero-initialised value head on the final hidden state: ``policy(seq) -> (logits, values)``.
+
+    The interface of the notebook's ``PolicyWithValue``: ``.gpt`` is the language model (``.gpt.generate``
+    samples), and ``values[:, t]`` is V of the state that ends at token t.
+    """
+
+    def __init__(self, gpt: GPT) -> None:
+        super().__init__()
+        self.gpt = gpt
+        self.v_head = nn.Linear(gpt.config.d_model, 1)
+        nn.init.zeros_(self.v_head.weight)
+        nn.init.zeros_(self.v_head.bias)
+        self._hidden: dict[str, torch.Tensor] = {}
+        gpt.transformer.ln_f.register_forward_hook(lambda _m, _i, out: self._hidden.__setitem__("h", out))
+
+    def forward(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, _ = self.gpt(seq)  # (B, L, V)
+        return logits, self.v_head(self._hidden["h"]).squeeze(-1)  # (B, L, V), (B, L)
+
+
+# ----------------------------------------------------------------------------------------------- TODO 1
+
+
+@learner_check(1, "bradley_terry_loss")
+def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
+    rc = torch.randn(64, generator=_gen(0)) * 2
+    rr = torch.randn(64, generator=_gen(1)) * 2
+    got = _scalar(call(fn, rc.clone(), rr.clone()), "bradley_terry_loss")
+    want = reference_bradley_terry_loss(rc, rr)
+    if not _close(got, want):
+        hint = "loss = −log σ(r_chosen − r_rejected), averaged over pairs"
+        if _close(got, reference_bradley_terry_loss(rr, rc)):
+            hint = ("chosen and rejected are swapped: this loss pushes the REJECTED reward up. "
+                    "The chosen reward comes first: −log σ(r_chosen − r_rejected)")
+        elif _close(got, F.softplus(rr - rc).sum()):
+            hint = "you summed over pairs; take the mean"
+        elif _close(got, -torch.sigmoid(rc - rr).mean()):
+            hint = "take the log: −log σ(r_chosen − r_rejected), not −σ(...)"
+        raise CheckFailed(f"bradley_terry_loss on 64 random pairs\n   expected: {float(want):.6f}\n"
+                          f"   got:      {float(got):.6f}\n   hint: {hint}")
+    big = torch.tensor([50.0, -200.0])
+    got = _scalar(call(fn, big, torch.zeros(2)), "bradley_terry_loss")
+    want = reference_bradley_terry_loss(big, torch.zeros(2))
+    expect(bool(torch.isfinite(got)) and abs(float(got) - float(want)) < 1e-3,
+           f"bradley_terry_loss with reward gaps +50 and −200 gave {float(got)}, expected {float(want):.3f} "
+           "(a badly ranked pair costs about its gap)",
+           hint="log(sigmoid(x)) underflows to log(0) = −inf for x ≪ 0; use F.logsigmoid(x)")
+    x = torch.zeros(3, requires_grad=True)
+    call(fn, x, torch.zeros(3)).backward()
+    expect(x.grad is not None and torch.allclose(x.grad, torch.full((3,), -0.5 / 3)),
+           f"the gradient with respect to r_chosen at a tie should be −0.5/3 each, got {fmt(x.grad, 80)}",
+           hint="build the loss from r_chosen with torch operations (no .item(), no .detach())")
+    return ("equals mean softplus(r_rejected − r_chosen) on 64 pairs, stays finite at a gap of −200, "
+            "and its gradient raises r_chosen")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 2
+
+
+@learner_check(2, "response_logprobs")
+def check_response_logprobs(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
+    B, L, V, P = 3, 11, 7, 4
+    logits = torch.randn(B, L, V, generator=_gen(2)) * 2  # (B, L, V)
+    seq = torch.randint(0, V, (B, L), generator=_gen(3))  # (B, L)
+    want = reference_response_logprobs(logits, seq, P)  # (B, L − P)
+    got = call(fn, logits.clone(), seq.clone(), P)
+    if not _close(got, want):
+        hint = "logits[:, t − 1] predict seq[:, t]: use logits[:, prompt_len − 1 : −1] and seq[:, prompt_len:]"
+        if isinstance(got, torch.Tensor) and got.shape == want.shape:
+            no_shift = torch.log_softmax(logits[:, P:], -1).gather(-1, seq[:, P:, None]).squeeze(-1)
+            if _close(got, no_shift):
+                hint = ("off by one: the logits at position t predict the NEXT token t + 1, so the log-prob "
+                        "of seq[:, t] comes from logits[:, t − 1]")
+            elif _close(got, logits[:, P - 1:-1].gather(-1, seq[:, P:, None]).squeeze(-1)):
+                hint = "these are raw logits; take log_softmax over the vocabulary first"
+        elif isinstance(got, torch.Tensor):
+            hint = f"one log-prob per RESPONSE token: shape (B, L − prompt_len) = {tuple(want.shape)}"
+        raise CheckFailed(f"response_logprobs(logits (3, 11, 7), seq, prompt_len=4) differs from a loop over "
+                          f"positions\n   expected: {fmt(want)}\n   got:      {fmt(got)}\n   hint: {hint}")
+    assert_close(got, want, "response_logprobs")
+    return ("matches an explicit loop over response positions (log_softmax of logits[:, t − 1] at seq[:, t]) "
+            "within 1e-5")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 3
+
+
+@learner_check(3, "kl_shaped_rewards")
+def check_kl_shaped_rewards(fn: Callable[..., torch.Tensor]) -> str:
+    B, T = 4, 6
+    score = torch.randn(B, generator=_gen(4))
+    logp = -torch.rand(B, T, generator=_gen(5)) * 3
+    logp_ref = -torch.rand(B, T, generator=_gen(6)) * 3
+    inputs = (score.clone(), logp.clone(), logp_ref.clone())
+    for beta in (0.1, 0.0):
+        got = call(fn, *inputs, beta)
+        expect(torch.equal(inputs[1], logp) and torch.equal(inputs[0], score),
+               "kl_shaped_rewards changed its input tensors in place",
+               hint="start from a new tensor: rewards = -beta * (logp - logp_ref), then add to rewards[:, -1]")
+        want = reference_kl_shaped_rewards(score, logp, logp_ref, beta)
+        if _close(got, want):
+            continue
+        hint = "r_t = −β (logp_t − logp_ref_t) for every t, and r_{T−1} += score"
+        if isinstance(got, torch.Tensor) and got.shape == want.shape:
+            if _close(got, reference_kl_shaped_rewards(score, logp_ref, logp, beta)):
+                hint = ("the KL sign is flipped: the penalty is −β (log π − log π_ref), so tokens the policy likes "
+                        "MORE than the reference cost reward (your version pays the policy to drift)")
+            elif _close(got, -beta * (logp - logp_ref) + score[:, None]):
+                hint = "the score is added to every token; it belongs to the LAST token only (r[:, -1] += score)"
+            elif _close(got, -beta * (logp - logp_ref) + score[:, None] * F.one_hot(torch.tensor(0), T)):
+                hint = "the score is added to the FIRST token; it is earned at the end of the response: r[:, -1]"
+        elif isinstance(got, torch.Tensor):
+            hint = f"one reward per response token: shape (B, T) = {(B, T)}"
+        raise CheckFailed(f"kl_shaped_rewards(score (4,), logp (4, 6), logp_ref (4, 6), beta={beta})\n"
+                          f"   expected: {fmt(want)}\n   got:      {fmt(got)}\n   hint: {hint}")
+    return "r_t = −β (logp_t − logp_ref_t), plus the score at the last token, for β = 0.1 and 0 on (4, 6) inputs"
+
+
+# ----------------------------------------------------------------------------------------------- TODO 4
+
+
+def _gae_hint(got: tuple[Any, Any], rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> str:
+    adv, ret = got
+    ref_adv, ref_ret = reference_gae(rewards, values, gamma, lam)
+    raw_adv, _ = reference_gae(rewards, values, gamma, lam, normalize=False)
+    boot = torch.cat([values[:, 1:], values[:, -1:]], dim=1)  # V_T = V_{T−1}: the bootstrap bug
+    if _close(adv, raw_adv):
+        return ("the advantages are not normalised: whiten them over the whole batch, "
+                "(A − A.mean()) / (A.std() + 1e-8), AFTER computing returns = A + V from the raw ones")
+    if _close(ret, ref_adv + values):
+        return ("returns were built from the NORMALISED advantages, so the value head would chase the wrong "
+                "targets; returns = raw advantages + values, then normalise the advantages")
+    if _close(ret, raw_adv) or _close(ret, ref_adv):
+        return "returns are the VALUE TARGETS: returns = advantages + values (before normalising the advantages)"
+    for name, variant in (("γλ", (gamma, gamma * lam)), ("λ", (gamma, lam)), ("γ", (gamma, gamma))):
+        g_, decay = variant
+        delta = rewards + g_ * torch.cat([values[:, 1:], torch.zeros(values.shape[0], 1)], 1) - values
+        a = torch.zeros_like(delta)
+        run = torch.zeros(values.shape[0])
+        for t in reversed(range(values.shape[1])):
+            run = delta[:, t] + decay * run
+            a[:, t] = run
+        if name != "γλ" and _close(adv, (a - a.mean()) / (a.std() + 1e-8)):
+            return f"the running sum decays by {name} only; it must decay by γ·λ: A_t = δ_t + γλ A_(t+1)"
+    delta_b = rewards + gamma * boot - values
+    a = torch.zeros_like(delta_b)
+    run = torch.zeros(values.shape[0])
+    for t in reversed(range(values.shape[1])):
+        run = delta_b[:, t] + gamma * lam * run
+        a[:, t] = run
+    if _close(adv, (a - a.mean()) / (a.std() + 1e-8)):
+        return ("wrong bootstrap at the end: after the last token the episode is DONE, so V_T = 0 "
+                "(δ_(T−1) = r_(T−1) − V_(T−1)); you reused the last value")
+    return "δ_t = r_t + γ V_(t+1) − V_t with V_T = 0; A_t = δ_t + γλ A_(t+1); returns = A + V; then normalise A"
+
+
+@learner_check(4, "gae")
+def check_gae(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
+    B, T = 5, 7
+    rewards = torch.randn(B, T, generator=_gen(7))
+    values = torch.randn(B, T, generator=_gen(8)) + 2.0  # a large last value makes the bootstrap bug visible
+    for gamma, lam in ((0.9, 0.8), (1.0, 0.95)):
+        got = call(fn, rewards.clone(), values.clone(), gamma, lam)
+        expect(isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got),
+               f"gae must return (advantages, returns), got {fmt(got, 80)}", hint="return adv, returns")
+        want_adv, want_ret = reference_gae(rewards, values, gamma, lam)
+        if not (_close(got[0], want_adv, 1e-4) and _close(got[1], want_ret, 1e-4)):
+            raise CheckFailed(
+                f"gae(rewards (5, 7), values (5, 7), gamma={gamma}, lam={lam}) differs from the closed form "
+                f"A_t = Σ_l (γλ)^l δ_(t+l)\n   expected advantages: {fmt(want_adv, 160)}\n"
+                f"   got advantages:      {fmt(got[0], 160)}\n   expected returns: {fmt(want_ret, 160)}\n"
+                f"   got returns:      {fmt(got[1], 160)}\n   hint: {_gae_hint(got, rewards, values, gamma, lam)}"
+            )
+    raw = call(fn, rewards.clone(), values.clone(), 0.9, 0.8, normalize=False)
+    want_adv, _ = reference_gae(rewards, values, 0.9, 0.8, normalize=False)
+    expect(_close(raw[0], want_adv, 1e-4), "gae(..., normalize=False) must return the raw advantages",
+           hint="only whiten the advantages when normalize=True")
+    return ("matches the closed form A_t = Σ_l (γλ)^l δ_t+l with V = 0 after the last token, for (γ, λ) = "
+            "(0.9, 0.8) and (1, 0.95); returns = raw A + V; A whitened over the batch")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 5
+
+
+@learner_check(5, "ppo_losses")
+def check_ppo_losses(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
+    eps = 0.2
+    # four crafted tokens: (ratio, advantage) = (1.5, +1) clipped above, (0.5, −1) clipped below,
+    # (0.5, +1) and (1.5, −1) where the unclipped term is the pessimistic one, then random tokens
+    ratio = torch.cat([torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1, 0.9]), 0.5 + torch.rand(10, generator=_gen(9))])
+    adv = torch.cat([torch.tensor([1.0, -1.0, 1.0, -1.0, 2.0, -2.0]), torch.randn(10, generator=_gen(10))])
+    logp_old = -torch.rand(16, generator=_gen(11)) * 3
+    values = torch.randn(16, generator=_gen(12))
+    returns = torch.randn(16, generator=_gen(13))
+    logp_new = (logp_old + ratio.log()).requires_grad_(True)
+    got = call(fn, logp_new, logp_old.clone(), adv.clone(), values.clone(), returns.clone(), eps)
+    expect(isinstance(got, tuple) and len(got) == 2, f"ppo_losses must return (policy_loss, value_loss), got "
+           f"{fmt(got, 80)}", hint="return policy_loss, value_loss")
+    pl, vl = _scalar(got[0], "policy_loss"), _scalar(got[1], "value_loss")
+    want_pl, want_vl = reference_ppo_losses(logp_new.detach(), logp_old, adv, values, returns, eps)
+    if not _close(pl, want_pl):
+        hint = "policy_loss = −mean min(ρ A, clip(ρ, 1 − ε, 1 + ε) A) with ρ = exp(logp_new − logp_old)"
+        r_, a_, lo = ratio, adv, logp_new.detach()
+        if _close(pl, -torch.maximum(r_ * a_, r_.clamp(1 - eps, 1 + eps) * a_).mean()):
+            hint = ("min vs max confusion: the surrogate takes the MIN (pessimistic) of the clipped and unclipped "
+                    "terms, and the loss is its negative, −mean min(...) = mean max(−ρA, −clip(ρ)A)")
+        elif _close(pl, -torch.minimum(r_ * a_, r_.clamp(max=1 + eps) * a_).mean()):
+            hint = "the ratio is clipped on one side only; clip to [1 − ε, 1 + ε]"
+        elif _close(pl, -torch.minimum(r_ * a_, r_.clamp(min=1 - eps) * a_).mean()):
+            hint = "the ratio is clipped on one side only; clip to [1 − ε, 1 + ε]"
+        elif _close(pl, -(r_ * a_).mean()):
+            hint = "no clipping at all: take min(ρ A, clip(ρ, 1 − ε, 1 + ε) A)"
+        elif _close(pl, torch.minimum(r_ * a_, r_.clamp(1 - eps, 1 + eps) * a_).mean()):
+            hint = "wrong sign: we MAXIMISE the surrogate, so the loss is its negative"
+        else:
+            inv = torch.exp(logp_old - lo)
+            if _close(pl, -torch.minimum(inv * a_, inv.clamp(1 - eps, 1 + eps) * a_).mean()):
+                hint = "the log-ratio is the wrong way round: ρ = exp(logp_new − logp_old) = π_new / π_old"
+        raise CheckFailed(f"policy_loss on 16 tokens (clipping active above and below)\n"
+                          f"   expected: {float(want_pl):.6f}\n   got:      {float(pl.detach()):.6f}\n   hint: {hint}")
+    if not _close(vl, want_vl):
+        hint = "value_loss = ½ mean (values_new − returns)²"
+        if _close(vl, 0.5 * ((values - adv) ** 2).mean()):
+            hint = "the value head must regress onto the RETURNS (A + V), not the advantages"
+        elif _close(vl, ((values - returns) ** 2).mean()):
+            hint = "missing the ½: value_loss = ½ mean (values_new − returns)²"
+        raise CheckFailed(f"value_loss on 16 tokens\n   expected: {float(want_vl):.6f}\n   got:      "
+                          f"{float(vl.detach()):.6f}\n   hint: {hint}")
+    pl.backward()
+    grad = logp_new.grad
+    expect(grad is not None, "policy_loss has no gradient with respect to logp_new",
+           hint="compute the ratio from logp_new with torch operations (no .detach())")
+    expect(abs(float(grad[0])) < 1e-9 and abs(float(grad[1])) < 1e-9,
+           f"where the clip is active (ρ = 1.5, A > 0 and ρ = 0.5, A < 0) the gradient must be 0, got "
+           f"{float(grad[0]):.4f} and {float(grad[1]):.4f}",
+           hint="the clipped term is constant in logp_new there; min(...) must pick it")
+    expect(abs(float(grad[2]) + 0.5 * 1.0 / 16) < 1e-6,
+           f"at ρ = 0.5, A = +1 the gradient must be −ρA/16 = {-0.5 / 16:.5f}, got {float(grad[2]):.5f}",
+           hint="below 1 − ε with A > 0 the UNCLIPPED term is the smaller one, so it carries the gradient")
+    return ("policy and value losses match −mean min(ρA, clip(ρ)A) and ½ mean (V − R)² on 16 tokens; "
+            "gradient 0 where the clip is active on each side, −ρA/N where it is not")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 6
+
+_TINY = GPTConfig(vocab_size=6, block_size=16, n_layer=1, n_head=2, d_model=16, dropout=0.0)
+_GOAL = 3  # the token the toy reward wants
+
+
+def _toy_reward(resp: torch.Tensor) -> torch.Tensor:
+    """Fraction of the response that is token 3, centred: (B, T) -> (B,)."""
+    return (resp == _GOAL).float().mean(1) * 4 - 1
+
+
+def _toy_config(**overrides: Any) -> SimpleNamespace:
+    cfg = dict(beta=0.0, response_len=6, clip_eps=0.2, gamma=1.0, lam=0.95, epochs=2, minibatch=16, vf_coef=0.5,
+               max_grad_norm=1.0)
+    cfg.update(overrides)
+    return SimpleNamespace(**cfg)
+
+
+def _goal_fraction(policy: TinyPolicy, prompt: torch.Tensor, seed: int) -> float:
+    out = policy.gpt.generate(prompt.repeat(256, 1), 6, generator=_gen(seed))
+    return float((out[:, prompt.shape[1]:] == _GOAL).float().mean())
+
+
+@learner_check(6, "ppo_iteration")
+def check_ppo_iteration(fn: Callable[..., dict]) -> str:
+    torch.manual_seed(0)
+    ref = GPT(_TINY).eval()
+    policy = TinyPolicy(copy.deepcopy(ref))
+    ref_state = {k: v.clone() for k, v in ref.state_dict().items()}
+    v_head = policy.v_head.weight.detach().clone()
+    opt = torch.optim.Adam(policy.parameters(), lr=1e-2)
+    prompt = torch.tensor([[0, 1]]).repeat(32, 1)  # (32, 2)
+    cfg = _toy_config()
+    before = _goal_fraction(policy, prompt[:1], 100)
+    stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, _gen(14))
+    expect(isinstance(stats, dict) and {"seq", "score", "kl"} <= set(stats),
+           f"ppo_iteration must return a dict with at least 'seq', 'score', 'kl', got {fmt(stats, 120)}",
+           hint="return dict(seq=seq, score=score, kl=kl, ...) from the rollout")
+    seq = stats["seq"]
+    expect(isinstance(seq, torch.Tensor) and seq.shape == (32, 8),
+           f"stats['seq'] must be the (B, prompt_len + response_len) = (32, 8) rollout, got {fmt(seq, 80)}",
+           hint="seq = policy.gpt.generate(prompt, cfg.response_len, generator=generator)")
+    expect(torch.equal(seq[:, :2], prompt), "stats['seq'] does not start with the prompt",
+           hint="generate continues the prompt")
+    kl = stats["kl"]
+    expect(isinstance(kl, torch.Tensor) and kl.shape == (32,) and float(kl.abs().max()) < 1e-4,
+           f"on the first iteration the policy IS the reference, so each sequence's KL must be 0; got {fmt(kl, 120)}",
+           hint="kl = (logp_old − logp_ref).sum(1): one number per sequence, from the rollout before the update")
+    expect(torch.allclose(stats["score"], _toy_reward(seq[:, 2:])),
+           "stats['score'] is not reward_fn of the sampled responses",
+           hint="score = reward_fn(seq[:, prompt_len:])")
+    for i in range(7):
+        stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, _gen(15 + i))
+    for k, v in ref.state_dict().items():
+        expect(torch.equal(v, ref_state[k]), f"the reference model changed ({k})",
+               hint="the reference is frozen: compute logp_ref under torch.no_grad() and never step it")
+    expect(not torch.equal(policy.v_head.weight.detach(), v_head),
+           "the value head never changed: the value loss is not being optimised",
+           hint="loss = policy_loss + cfg.vf_coef * value_loss, with values from policy(seq) inside the update")
+    after = _goal_fraction(policy, prompt[:1], 100)
+    expect(after > before + 0.25,
+           f"8 PPO iterations with β = 0 on a reward for token 3 moved its frequency from {before:.2f} to "
+           f"{after:.2f}; expected a rise of more than 0.25",
+           hint="sample from the POLICY, score, shape rewards, GAE, then cfg.epochs passes of the clipped loss "
+                "with opt.step(); logp_old and the advantages come from the rollout, without gradients")
+    rollout = float((stats["seq"][:, 2:] == _GOAL).float().mean())
+    expect(rollout > before + 0.2,
+           f"the policy now writes token 3 at rate {after:.2f}, but the last rollout holds it at rate {rollout:.2f}",
+           hint="the rollout must be sampled from the POLICY (policy.gpt.generate), not from the reference")
+    return (f"on a tiny GPT with a reward for token 3: first-iteration KL 0, score = reward_fn(response), reference "
+            f"frozen, value head trained; 8 iterations raise token 3 from {before:.2f} to {after:.2f}")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 7
+
+
+@learner_check(7, "dpo_loss")
+def check_dpo_loss(fn: Callable[..., torch.Tensor]) -> str:
+    n = 32
+    pc, pr, rc, rr = (-20 - 10 * torch.rand(n, generator=_gen(20 + i)) for i in range(4))
+    beta = 0.1
+    got = _scalar(call(fn, pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta), "dpo_loss")
+    want = reference_dpo_loss(pc, pr, rc, rr, beta)
+    if not _close(got, want):
+        hint = "loss = −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) with sequence log-probs"
+        if _close(got, reference_dpo_loss(pr, pc, rr, rc, beta)):
+            hint = "chosen and rejected are swapped: the margin is (chosen log-ratio) − (rejected log-ratio)"
+        elif _close(got, F.softplus(-beta * (pc - pr)).mean()):
+            hint = "the reference is missing: use the log-RATIOS log π − log π_ref of each response"
+        elif _close(got, F.softplus(-((pc - rc) - (pr - rr))).mean()):
+            hint = "β is missing: multiply the margin by beta inside the sigmoid"
+        elif _close(got, F.softplus(-beta * ((rc - pc) - (rr - pr))).mean()):
+            hint = "the log-ratio is the wrong way round: log π(y) − log π_ref(y), policy first"
+        raise CheckFailed(f"dpo_loss on 32 pairs, beta={beta}\n   expected: {float(want):.6f}\n"
+                          f"   got:      {float(got):.6f}\n   hint: {hint}")
+    same = _scalar(call(fn, rc.clone(), rr.clone(), rc.clone(), rr.clone(), beta), "dpo_loss")
+    expect(abs(float(same) - 0.693147) < 1e-4,
+           f"when the policy equals the reference the loss must be log 2 = 0.6931, got {float(same):.4f}",
+           hint="the margin is zero when π = π_ref")
+    return "equals −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) on 32 pairs, and log 2 when π = π_ref"
