@@ -197,9 +197,9 @@ def main() -> None:
         sec = statistics.median(per_step[name])
         tok_s = B * T / sec
         achieved = tok_s * fpt
-        vs_hf = (statistics.median(per_step["hf-gpt2"]) / sec) if "hf-gpt2" in per_step else float("nan")
+        vs_hf = f"{statistics.median(per_step['hf-gpt2']) / sec:.2f}x" if "hf-gpt2" in per_step else "—"
         print(f"{name:<14}{sec * 1e3:>10.1f}{tok_s:>12,.0f}{achieved / 1e9:>10.1f}"
-              f"{achieved / peak:>8.1%}{tr.last_loss:>8.3f}{vs_hf:>11.2f}x")
+              f"{achieved / peak:>8.1%}{tr.last_loss:>8.3f}{vs_hf:>12}")
 
     if args.profile:
         from torch.profiler import ProfilerActivity, profile

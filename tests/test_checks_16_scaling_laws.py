@@ -1,0 +1,289 @@
+"""Tests for shared/checks_16_scaling_laws.py.
+
+Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
+yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
+editing the solution's source: embeddings counted in N, Kaplan's 12·L·d² shortcut, FLOPs without the factor
+6, half the attention term, a power-law fit in linear space or with the wrong sign, the IsoFLOP vertex read
+on the tokens axis or fitted in N instead of log N, Chinchilla's exponents swapped, C used for C/6.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from check_helpers import fails, solution_loader, stub
+
+from shared.checks import TodoNotDone
+from shared.checks_16_scaling_laws import (
+    CHINCHILLA,
+    check_chinchilla_loss,
+    check_chinchilla_optimal,
+    check_fit_power_law,
+    check_isoflop_optimum,
+    check_non_embedding_params,
+    check_training_flops,
+    numeric_chinchilla_optimal,
+    reference_chinchilla_loss,
+    reference_isoflop_optimum,
+    reference_non_embedding_params,
+    reference_power_law,
+    reference_training_flops,
+)
+from shared.model import GPTConfig
+from shared.plotting import fit_power_law as shared_fit_power_law
+
+solution = solution_loader("16_scaling_laws")
+
+# ----------------------------------------------------------------------------------------------- references
+
+
+def test_reference_non_embedding_params_is_12_l_d_squared_plus_biases_and_norms():
+    cfg = GPTConfig(vocab_size=69, block_size=32, n_layer=2, n_head=2, d_model=32)
+    assert reference_non_embedding_params(cfg) == 2 * (12 * 32 * 32 + 13 * 32) + 2 * 32 == 25_472
+
+
+def test_reference_training_flops_is_six_n_d_plus_attention():
+    assert reference_training_flops(10, 100) == 6000
+    assert reference_training_flops(10, 100, n_layer=2, context=4, d_model=8) == 6000 + 12 * 2 * 4 * 8 * 100
+
+
+def test_reference_power_law_agrees_with_shared_plotting_fit():
+    x, y = np.array([1e3, 1e4, 1e5, 3e5]), np.array([3.1, 2.7, 2.45, 2.3])
+    a, alpha, r2 = reference_power_law(x, y)
+    fit = shared_fit_power_law(x, y)
+    assert a == pytest.approx(fit.a) and -alpha == pytest.approx(fit.b) and r2 == pytest.approx(fit.r2)
+
+
+def test_reference_isoflop_optimum_finds_the_vertex_of_an_exact_parabola():
+    n = np.geomspace(1e3, 1e5, 5)
+    n_opt, d_opt, l_opt = reference_isoflop_optimum(6e12, n, 1.0 + (np.log(n) - math.log(1e4)) ** 2)
+    assert n_opt == pytest.approx(1e4) and d_opt == pytest.approx(1e8) and l_opt == pytest.approx(1.0)
+
+
+def test_chinchilla_reference_gives_the_published_70b_loss_and_a_closed_form_optimum():
+    assert float(reference_chinchilla_loss(70e9, 1.4e12)) == pytest.approx(1.9366, abs=1e-4)
+    c = CHINCHILLA
+    G = (c["alpha"] * c["A"] / (c["beta"] * c["B"])) ** (1 / (c["alpha"] + c["beta"]))
+    n, d = numeric_chinchilla_optimal(1e22)
+    assert n == pytest.approx(G * (1e22 / 6) ** (c["beta"] / (c["alpha"] + c["beta"])), rel=1e-6)
+    assert 6 * n * d == pytest.approx(1e22)
+
+
+# ----------------------------------------------------------------------------------------------- TODO 1
+
+
+def test_check_non_embedding_params_passes_on_solution(capsys):
+    assert check_non_embedding_params(solution("non_embedding_params")) is None
+    assert capsys.readouterr().out.startswith("✅ TODO 1 non_embedding_params: matches GPT(cfg).num_params")
+
+
+def test_check_non_embedding_params_says_not_done_on_the_stub():
+    with pytest.raises(TodoNotDone, match="TODO 1 \\(non_embedding_params\\) is not done yet"):
+        check_non_embedding_params(stub(1))
+
+
+def test_check_non_embedding_params_catches_counted_embeddings():
+    buggy = solution("non_embedding_params", replace=[
+        ("+ mlp) + layernorm", "+ mlp) + layernorm + (cfg.vocab_size + cfg.block_size) * d"),
+    ])
+    fails(check_non_embedding_params, buggy, "token and position embeddings", "excludes")
+
+
+def test_check_non_embedding_params_catches_kaplans_approximation():
+    buggy = solution("non_embedding_params", replace=[
+        ("return cfg.n_layer * (2 * layernorm + attention + mlp) + layernorm", "return 12 * cfg.n_layer * d * d"),
+    ])
+    fails(check_non_embedding_params, buggy, "12·n_layer·d_model²", "biases")
+
+
+def test_check_non_embedding_params_catches_a_missing_final_norm():
+    buggy = solution("non_embedding_params", replace=[("+ mlp) + layernorm", "+ mlp)")])
+    fails(check_non_embedding_params, buggy, "ln_f is missing")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 2
+
+
+def test_check_training_flops_passes_on_solution(capsys):
+    check_training_flops(solution("training_flops"))
+    assert capsys.readouterr().out.startswith("✅ TODO 2 training_flops: 6·N·D matches")
+
+
+def test_check_training_flops_says_not_done_on_the_stub():
+    with pytest.raises(TodoNotDone, match="TODO 2"):
+        check_training_flops(stub(2))
+
+
+def test_check_training_flops_catches_the_missing_factor_six():
+    buggy = solution("training_flops", replace=[("per_token = 6.0 * n_params", "per_token = 2.0 * n_params")])
+    fails(check_training_flops, buggy, "forward pass only", "6·N·D")
+
+
+def test_check_training_flops_catches_half_the_attention_term():
+    buggy = solution("training_flops", replace=[("12.0 * n_layer", "6.0 * n_layer")])
+    fails(check_training_flops, buggy, "12·n_layer·context·d_model", "only one of the two products")
+
+
+def test_check_training_flops_catches_a_missing_attention_term():
+    buggy = solution("training_flops", replace=[(" + 12.0 * n_layer * context * d_model", "")])
+    fails(check_training_flops, buggy, "you left it out")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 3
+
+
+def test_check_fit_power_law_passes_on_solution(capsys):
+    check_fit_power_law(solution("fit_power_law"))
+    assert capsys.readouterr().out.startswith("✅ TODO 3 fit_power_law: (a, alpha, R²) match numpy.polyfit")
+
+
+def test_check_fit_power_law_says_not_done_on_the_stub():
+    with pytest.raises(TodoNotDone, match="TODO 3"):
+        check_fit_power_law(stub(3))
+
+
+def test_check_fit_power_law_catches_a_fit_in_linear_space():
+    buggy = solution("fit_power_law", replace=[
+        ("u = np.log(np.asarray(x, dtype=float))", "u = np.asarray(x, dtype=float)"),
+        ("v = np.log(np.asarray(y, dtype=float) - offset)", "v = np.asarray(y, dtype=float) - offset"),
+    ])
+    fails(check_fit_power_law, buggy, "(log x, log y)", "linear-space slope")
+
+
+def test_check_fit_power_law_catches_a_semilog_fit():
+    buggy = solution("fit_power_law", replace=[
+        ("u = np.log(np.asarray(x, dtype=float))", "u = np.asarray(x, dtype=float)"),
+    ])
+    fails(check_fit_power_law, buggy, "a power law is a line only on log-log axes")
+
+
+def test_check_fit_power_law_catches_the_sign_of_alpha():
+    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2", "return math.exp(log_a), slope, r2")])
+    fails(check_fit_power_law, buggy, "MINUS the slope")
+
+
+def test_check_fit_power_law_catches_an_ignored_offset():
+    buggy = solution("fit_power_law", replace=[
+        ("v = np.log(np.asarray(y, dtype=float) - offset)", "v = np.log(np.asarray(y, dtype=float))"),
+    ])
+    fails(check_fit_power_law, buggy, "subtract the offset")
+
+
+def test_check_fit_power_law_catches_the_log_of_the_prefactor():
+    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2", "return log_a, -slope, r2")])
+    fails(check_fit_power_law, buggy, "a = exp(intercept)")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 4
+
+
+def test_check_isoflop_optimum_passes_on_solution(capsys):
+    check_isoflop_optimum(solution("isoflop_optimum"))
+    assert capsys.readouterr().out.startswith("✅ TODO 4 isoflop_optimum: N*, D* = C/(6N*)")
+
+
+def test_check_isoflop_optimum_says_not_done_on_the_stub():
+    with pytest.raises(TodoNotDone, match="TODO 4"):
+        check_isoflop_optimum(stub(4))
+
+
+def test_check_isoflop_optimum_catches_the_minimum_read_on_the_tokens_axis():
+    buggy = solution("isoflop_optimum", replace=[
+        ("u = np.log(np.asarray(n_params, dtype=float))",
+         "u = np.log(compute / (6 * np.asarray(n_params, dtype=float)))"),
+    ])
+    fails(check_isoflop_optimum, buggy, "that is D_opt", "N axis")
+
+
+def test_check_isoflop_optimum_catches_a_parabola_in_n_instead_of_log_n():
+    buggy = solution("isoflop_optimum", replace=[
+        ("u = np.log(np.asarray(n_params, dtype=float))", "u = np.asarray(n_params, dtype=float)"),
+        ("n_opt = math.exp(-b / (2 * a))", "n_opt = -b / (2 * a)"),
+    ])
+    fails(check_isoflop_optimum, buggy, "not in N")
+
+
+def test_check_isoflop_optimum_catches_the_sign_of_the_vertex():
+    buggy = solution("isoflop_optimum", replace=[("n_opt = math.exp(-b / (2 * a))", "n_opt = math.exp(b / (2 * a))")])
+    fails(check_isoflop_optimum, buggy, "mind the sign")
+
+
+def test_check_isoflop_optimum_catches_d_without_the_six():
+    buggy = solution("isoflop_optimum", replace=[("compute / (6 * n_opt)", "compute / n_opt")])
+    fails(check_isoflop_optimum, buggy, "D* = C / (6·N*)")
+
+
+def test_check_isoflop_optimum_catches_a_concave_curve_accepted():
+    buggy = solution("isoflop_optimum", replace=[("    if a <= 0:\n", "    if a <= -math.inf:\n")])
+    fails(check_isoflop_optimum, buggy, "no minimum", "ValueError")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 5
+
+
+def test_check_chinchilla_loss_passes_on_solution(capsys):
+    check_chinchilla_loss(solution("chinchilla_loss"))
+    assert capsys.readouterr().out.startswith("✅ TODO 5 chinchilla_loss: matches E + A/N^α + B/D^β")
+
+
+def test_check_chinchilla_loss_says_not_done_on_the_stub():
+    with pytest.raises(TodoNotDone, match="TODO 5"):
+        check_chinchilla_loss(stub(5))
+
+
+def test_check_chinchilla_loss_catches_swapped_exponents():
+    buggy = solution("chinchilla_loss", replace=[("A / n**alpha + B / d**beta", "A / n**beta + B / d**alpha")])
+    fails(check_chinchilla_loss, buggy, "exponents are swapped")
+
+
+def test_check_chinchilla_loss_catches_a_missing_irreducible_loss():
+    buggy = solution("chinchilla_loss", replace=[("return E + A / n**alpha", "return A / n**alpha")])
+    fails(check_chinchilla_loss, buggy, "irreducible loss E")
+
+
+def test_check_chinchilla_loss_catches_scalar_only_math():
+    def scalar_only(n, d, E=1.69, A=406.4, B=410.7, alpha=0.34, beta=0.28):
+        return E + A / math.pow(float(n), alpha) + B / math.pow(float(d), beta)
+
+    fails(check_chinchilla_loss, scalar_only, "elementwise numpy")
+
+
+# ----------------------------------------------------------------------------------------------- TODO 6
+
+
+def test_check_chinchilla_optimal_passes_on_solution(capsys):
+    check_chinchilla_optimal(solution("chinchilla_optimal"))
+    out = capsys.readouterr().out
+    assert out.startswith("✅ TODO 6 chinchilla_optimal: matches scipy's minimisation")
+    assert "93 tokens/parameter" in out
+
+
+def test_check_chinchilla_optimal_says_not_done_on_the_stub():
+    with pytest.raises(TodoNotDone, match="TODO 6"):
+        check_chinchilla_optimal(stub(6))
+
+
+def test_check_chinchilla_optimal_catches_c_instead_of_c_over_six():
+    buggy = solution("chinchilla_optimal", replace=[
+        ("n_opt = G * (compute / 6) **", "n_opt = G * compute **"),
+        ("d_opt = (compute / 6) **", "d_opt = compute **"),
+    ])
+    fails(check_chinchilla_optimal, buggy, "use C/6, not C")
+
+
+def test_check_chinchilla_optimal_catches_swapped_exponents():
+    buggy = solution("chinchilla_optimal", replace=[
+        ("n_opt = G * (compute / 6) ** (beta / (alpha + beta))", "n_opt = G * (compute / 6) ** (alpha / (alpha + beta))"),
+        ("d_opt = (compute / 6) ** (alpha / (alpha + beta)) / G", "d_opt = (compute / 6) ** (beta / (alpha + beta)) / G"),
+    ])
+    fails(check_chinchilla_optimal, buggy, "exponents are swapped")
+
+
+def test_check_chinchilla_optimal_catches_g_inverted():
+    buggy = solution("chinchilla_optimal", replace=[
+        ("n_opt = G * (compute / 6)", "n_opt = (1 / G) * (compute / 6)"),
+        ("** (alpha / (alpha + beta)) / G", "** (alpha / (alpha + beta)) * G"),
+    ])
+    fails(check_chinchilla_optimal, buggy, "G multiplies N*")
