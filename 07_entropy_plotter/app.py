@@ -38,7 +38,7 @@ import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
 from shared.data import CharTokenizer, default_cache_dir, load_shakespeare, make_get_batch, train_val_split  # noqa: E402
-from shared.model import GPT, GPTConfig, top_k_filter, top_p_filter  # noqa: E402
+from shared.model import GPT, GPTConfig, sampling_probs  # noqa: E402
 from shared.train import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint, train  # noqa: E402
 
 CACHE_ENV = "ENTROPY_PLOTTER_CACHE"
@@ -117,19 +117,6 @@ def train_and_save(path: Path, steps: int, report: Any = None) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- sampling maths
-
-
-def sampling_distribution(logits: torch.Tensor, temperature: float, top_k: int | None,
-                          top_p: float | None) -> torch.Tensor:
-    """softmax of logits / T after top-k then top-p (T = 0: one-hot at the argmax). (V,) -> (V,)."""
-    if temperature == 0:
-        return torch.nn.functional.one_hot(logits.argmax(), logits.numel()).float()
-    z = logits / temperature
-    if top_k is not None:
-        z = top_k_filter(z, top_k)
-    if top_p is not None:
-        z = top_p_filter(z, top_p)
-    return torch.softmax(z, dim=-1)
 
 
 def entropy_nats(probs: torch.Tensor) -> float:
@@ -225,7 +212,7 @@ def page() -> None:
     k = top_k or None
     p = top_p if top_p < 1.0 else None
     base = torch.softmax(logits, dim=-1)  # (V,) the model at T = 1
-    probs = sampling_distribution(logits, temperature, k, p)  # (V,)
+    probs = sampling_probs(logits, temperature, k, p)  # (V,)
     h = entropy_nats(probs)
     h_base = entropy_nats(base)
 
@@ -260,7 +247,7 @@ def page() -> None:
         st.subheader("Entropy vs temperature")
         curve = pd.DataFrame({
             "temperature": TEMPERATURE_GRID,
-            "entropy (nats)": [entropy_nats(sampling_distribution(logits, t, k, p)) for t in TEMPERATURE_GRID],
+            "entropy (nats)": [entropy_nats(sampling_probs(logits, t, k, p)) for t in TEMPERATURE_GRID],
         })
         line = alt.Chart(curve).mark_line().encode(
             x=alt.X("temperature:Q", scale=alt.Scale(type="log"), title="temperature T (log scale)",

@@ -641,6 +641,24 @@ def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
     return logits.masked_fill(drop, float("-inf"))
 
 
+def sampling_probs(
+    logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None
+) -> torch.Tensor:
+    """The distribution ``generate`` samples the next token from: softmax(logits / temperature) after
+    the top-k filter, then the top-p filter. temperature = 0 is greedy decoding: a one-hot at the argmax.
+
+    logits: (…, V) -> probabilities (…, V), each row summing to 1.
+    """
+    if temperature == 0:
+        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(logits.dtype)  # (…, V)
+    z = logits / temperature
+    if top_k is not None:
+        z = top_k_filter(z, top_k)
+    if top_p is not None:
+        z = top_p_filter(z, top_p)
+    return F.softmax(z, dim=-1)  # (…, V)
+
+
 # ----------------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------------
@@ -1027,12 +1045,7 @@ class GPT(nn.Module):
                 if temperature == 0:
                     next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
                 else:
-                    logits = logits / temperature
-                    if top_k is not None:
-                        logits = top_k_filter(logits, top_k)
-                    if top_p is not None:
-                        logits = top_p_filter(logits, top_p)
-                    probs = F.softmax(logits, dim=-1)  # (B, V)
+                    probs = sampling_probs(logits, temperature, top_k, top_p)  # (B, V)
                     next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
                 idx = torch.cat([idx, next_id.to(idx.dtype)], dim=1)  # (B, L + 1)
         finally:

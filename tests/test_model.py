@@ -27,6 +27,7 @@ from shared.model import (
     apply_rope,
     attention_allowed,
     rope_cos_sin,
+    sampling_probs,
     sinusoidal_positions,
     top_k_filter,
     top_p_filter,
@@ -624,6 +625,17 @@ def test_top_k_filter_keeps_the_k_largest():
     logits = torch.tensor([[1.0, 4.0, 3.0, 2.0]])
     assert torch.isfinite(top_k_filter(logits, 2))[0].tolist() == [False, True, True, False]
     assert torch.isfinite(top_k_filter(logits, 10)).all()
+
+
+@pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(0, None, None), (1.0, None, None), (0.7, 5, None),
+                                                          (1.3, None, 0.9), (0.5, 8, 0.8)])
+def test_sampling_probs_match_project_07s_independent_reference(temperature, top_k, top_p):
+    from shared.checks_07_entropy_plotter import reference_sampling_probs
+
+    logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(5)) * 3
+    got = sampling_probs(logits, temperature, top_k, top_p)
+    torch.testing.assert_close(got, reference_sampling_probs(logits, temperature, top_k, top_p))
+    torch.testing.assert_close(got.sum(-1), torch.ones(3))
 
 
 BAD_GENERATE = [
