@@ -27,6 +27,31 @@ def pytest_configure(config) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
+# Projects 14 and 15 (and their starters, run by tests/test_notebooks.py) start from the shared
+# pre-trained base model, which the first caller trains (about a minute) and caches. The controller does
+# that once, before the workers start, so that two notebooks never pre-train it side by side. Each
+# notebook's own wall time then measures the project, as a learner's second run does.
+_NEEDS_BASE_MODEL = ("14_instruct_tuner", "15_ppo_loop", "tests/test_notebooks.py")
+
+
+def pytest_sessionstart(session) -> None:
+    config = session.config
+    if getattr(config, "workerinput", None) is not None or config.getoption("collectonly"):
+        return
+    root = Path(str(config.rootpath)).resolve()
+    needed = [root / part for part in _NEEDS_BASE_MODEL]
+    for arg in config.args:
+        target = Path(arg.split("::")[0]).resolve()
+        if any(target == path or target in path.parents or path in target.parents for path in needed):
+            break
+    else:
+        return
+    from shared.pretrained import base_checkpoint_path, load_base_model
+
+    if not base_checkpoint_path().is_file():
+        load_base_model(verbose=True)
+
+
 # Importing streamlit (tests/test_app_07_*) sets os.environ["MPLBACKEND"] = "Agg" for the whole process;
 # every kernel started afterwards in that worker would then draw no inline figures. Each test starts from
 # the matplotlib backend setting the session started with.

@@ -1,6 +1,6 @@
 """shared/pretrained.py: the cached Shakespeare base model of projects 14 and 15.
 
-The real recipe takes ~30 s, so these tests swap in a three-step recipe; the caching, hashing and
+The real recipe takes about a minute, so these tests swap in a three-step recipe; the caching, hashing and
 corruption handling are the same code paths.
 """
 
@@ -84,3 +84,18 @@ def test_cache_without_checksum_is_not_trusted(tmp_path, tiny_recipe):
 def test_bad_retrain_argument_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="retrain='yes' must be True or False"):
         pretrained.load_base_model(cache_dir=tmp_path, retrain="yes")
+
+
+def test_pretraining_runs_on_one_thread_and_puts_the_callers_choice_back(tmp_path, tiny_recipe, monkeypatch):
+    seen = []
+    real_train = pretrained.train
+    monkeypatch.setattr(pretrained, "train", lambda *a, **k: (seen.append(torch.get_num_threads()),
+                                                              real_train(*a, **k))[1])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        pretrained.load_base_model(cache_dir=tmp_path, verbose=False)
+        assert seen == [1]  # one thread: the same base model whatever the caller's setting
+        assert torch.get_num_threads() == 2  # the caller's setting is back
+    finally:
+        torch.set_num_threads(before)
