@@ -16,7 +16,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 FULL = {
-    "train_speed.py": [],
+    "train_speed.py": ["--compile"],  # the table includes the torch.compile row
     "decode_speed.py": [],
     "bpe_speed.py": [],
 }
