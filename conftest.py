@@ -40,11 +40,8 @@ def pytest_sessionstart(session) -> None:
         return
     root = Path(str(config.rootpath)).resolve()
     needed = [root / part for part in _NEEDS_BASE_MODEL]
-    for arg in config.args:
-        target = Path(arg.split("::")[0]).resolve()
-        if any(target == path or target in path.parents or path in target.parents for path in needed):
-            break
-    else:
+    targets = [Path(arg.split("::")[0]).resolve() for arg in config.args]
+    if not any(path.is_relative_to(t) or t.is_relative_to(path) for t in targets for path in needed):
         return
     from shared.pretrained import base_checkpoint_path, load_base_model
 
