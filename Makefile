@@ -1,6 +1,6 @@
 # LLM Engineering: The Hard Way — two commands:
 #   make lab    set up .venv (once) and open the curriculum in JupyterLab
-#   make test   set up .venv (once) and run the whole test suite (unit tests + every notebook)
+#   make test   set up .venv (once) and run the whole test suite (unit tests + every notebook; ~20 min on 2 cores)
 #
 # Override the torch build if you need a different one, e.g.
 #   make lab TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
@@ -38,6 +38,8 @@ test: setup
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Maintainers: regenerate every starter from its solution. A starter that holds edits (differs from the
+# committed one) is copied to .hardway/backups/ first; learners use `hardway reset NN` instead.
 starters: setup
 	$(PY) -m shared.notebooks sync
 
@@ -50,7 +52,7 @@ bench: setup
 
 # Project 07's Streamlit sampling dashboard.
 dashboard: setup
-	$(VENV)/bin/streamlit run 07_entropy_plotter/app.py
+	$(VENV)/bin/streamlit run 07_entropy_plotter/app.py --browser.gatherUsageStats false
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

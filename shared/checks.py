@@ -31,6 +31,7 @@ __all__ = [
     "expect_equal",
     "assert_close",
     "fmt",
+    "within",
 ]
 
 _TODO_IN_MESSAGE = re.compile(r"TODO (\d+)")
@@ -51,6 +52,17 @@ def fmt(value: Any, limit: int = 300) -> str:
     else:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def within(err: float, tol: float, what: str = "max abs err") -> str:
+    """A measured error as the tolerance it met: ``"max abs err ≤ 1e-05"``.
+
+    A check's ✅ line is compared verbatim in CI (``# NBVAL_CHECK_OUTPUT``), so it states only what is the
+    same on every CPU, thread count and torch version: the bound met, not the measured value, whose last
+    digits move with the order of floating-point sums. (An error above ``tol`` that a relative tolerance
+    still allowed is printed as measured.)
+    """
+    return f"{what} ≤ {tol:.0e}" if err <= tol else f"{what} {err:.1e}"
 
 
 def _failure(what: str, expected: Any = None, got: Any = None, hint: str | None = None, show: bool = True) -> CheckFailed:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from shared.checks import assert_close, call, expect, learner_check
+from shared.checks import assert_close, call, expect, learner_check, within
 from shared.model import alibi_slopes, apply_rope, rope_cos_sin, sinusoidal_positions
 
 __all__ = [
@@ -78,7 +78,7 @@ def check_sinusoidal_encoding(sinusoidal_encoding: Callable[[int, int], torch.Te
             hint="PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)): check the "
                  "sign of the exponent (low columns must oscillate fastest) and that sin/cos interleave",
         ))
-    return f"matches shared.model.sinusoidal_positions (Vaswani et al. 2017, §3.5) for 3 sizes, max abs err {err:.1e}"
+    return f"matches shared.model.sinusoidal_positions (Vaswani et al. 2017, §3.5) for 3 sizes, {within(err, 1e-5)}"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -112,7 +112,7 @@ def check_add_learned_positions(add_learned_positions: Callable[[torch.Tensor, t
                 "table.shape[0] first and raise ValueError saying so (slicing would silently give fewer rows)")
     expect("16" in str(raised), f"the ValueError should name the trained length 16, got: {raised}",
            hint="say how many positions the table holds, e.g. f'only {table.shape[0]} positions were learned'")
-    return f"equals x + table[:T] (max abs err {err:.1e}) and raises ValueError past the table's 16 positions"
+    return f"equals x + table[:T] ({within(err, 1e-5)}) and raises ValueError past the table's 16 positions"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -158,7 +158,7 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
     expect(norms_err < 1e-4, f"RoPE changed the norm of a vector by {norms_err:.2e}",
            hint="a rotation keeps lengths: use cos and sin of the same angle for each pair, no scaling")
     return ("matches shared.model.apply_rope (pairs i, i+hs/2), q·k depends only on m − n "
-            f"(spread {rel_err:.1e} over m up to 1003) and norms are preserved (err {norms_err:.1e})")
+            "(spread < 1e-3 relative, over m up to 1003) and norms are preserved (to < 1e-4)")
 
 
 # ----------------------------------------------------------------------------------------------

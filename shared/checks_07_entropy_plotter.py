@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check
+from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
 
 __all__ = [
     "reference_top_k_filter",
@@ -154,7 +154,7 @@ def check_temperature_softmax(temperature_softmax: Callable[[torch.Tensor, float
                  hint="exp(1000) overflows to inf: subtract each row's max before exp (torch.softmax does this)")
     return (
         f"matches torch.softmax(logits / T, dim=-1) for T = 1, 0.5, 2.5, 0.1 (4 rows × 11 tokens), "
-        f"max abs err {worst:.1e}; stable for logits near ±1000"
+        f"{within(worst, 1e-5)}; stable for logits near ±1000"
     )
 
 
@@ -189,7 +189,7 @@ def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> str:
                        "a uniform)", hint=hint)
     return (
         "matches torch.distributions.Categorical(probs).entropy() in nats, including exact zeros (0·log 0 = 0), "
-        f"a one-hot (0) and a uniform (log 9 = {math.log(9):.3f}); max abs err {err:.1e}"
+        f"a one-hot (0) and a uniform (log 9 = {math.log(9):.3f}); {within(err, 1e-5)}"
     )
 
 

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check
+from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
 
 __all__ = [
     "empty_cache",
@@ -261,7 +261,7 @@ def check_cached_attention(cached_attention: Callable[..., torch.Tensor]) -> str
             worst = max(worst, err)
     return (
         f"t = {S}, 1 and 3 new queries over {S} keys, 4 and 2 KV heads: equal to the last t rows of "
-        f"F.scaled_dot_product_attention(is_causal=True) on the whole sequence, max abs err {worst:.1e}"
+        f"F.scaled_dot_product_attention(is_causal=True) on the whole sequence, {within(worst, ATOL)}"
     )
 
 
@@ -371,7 +371,7 @@ def check_forward_cached(forward_cached: Callable[..., torch.Tensor]) -> str:
             pos += t
     return (
         f"prefill 5, two single tokens, chunks of 3 and 2: the logits equal model(whole sequence) for a "
-        f"learned-position MHA model and a RoPE GQA model, max abs err {worst:.1e}; length advanced each call"
+        f"learned-position MHA model and a RoPE GQA model, {within(worst, 1e-5)}; length advanced each call"
     )
 
 

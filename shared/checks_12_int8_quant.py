@@ -18,7 +18,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from shared.checks import assert_close, call, expect, expect_equal, fmt, learner_check
+from shared.checks import assert_close, call, expect, expect_equal, fmt, learner_check, within
 
 __all__ = [
     "reference_absmax",
@@ -147,7 +147,6 @@ def _absmax_bugs(x: torch.Tensor, dim: int | None, bits: int) -> list[tuple[torc
 def check_absmax_quantize(absmax_quantize: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     x = _randn(6, 10, seed=1) * torch.linspace(0.1, 3.0, 10)  # columns of different sizes
     x[2, 3] = -9.0  # the largest magnitude is negative: max and max-abs differ
-    worst = 0.0
     for name, dim, bits in CASES_1:
         q, scale = _as_tuple(call(absmax_quantize, x, dim=dim, bits=bits), 2, "absmax_quantize", "(q, scale)")
         ref_q, ref_s = reference_absmax(x, dim, bits)
@@ -162,14 +161,13 @@ def check_absmax_quantize(absmax_quantize: Callable[..., tuple[torch.Tensor, tor
         err = (q.float() * scale - x).abs()
         expect(bool((err <= scale / 2 + 1e-6).all()), f"{name}: round-trip error exceeds scale/2",
                hint="round to the nearest integer")
-        worst = max(worst, float((err / scale).max()))
     zq, zs = call(absmax_quantize, torch.zeros(3, 4), dim=1)
     expect(bool(torch.isfinite(zs).all() and (zs > 0).all()) and not bool(zq.any()),
            "an all-zero input gave zero, NaN or inf scales (0/0 = NaN in x / scale) or nonzero q",
            hint="clamp max|x| away from zero before dividing: .clamp(min=1e-12)")
     return (
         "per tensor, per row, per column and int4 match torch.quantize_per_tensor/channel exactly; "
-        f"scales = max|x|/q_max; round-trip error <= scale/2 (worst {worst:.3f}·scale); zeros stay finite"
+        "scales = max|x|/q_max; round-trip error <= scale/2; zeros stay finite"
     )
 
 
@@ -292,13 +290,15 @@ def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
     rel = float((got - y).norm() / y.norm())
     rel_plain = float((reference_llm_int8_matmul(x, w, None) - y).norm() / y.norm())
     expect(rel < 0.02, f"relative error vs fp32 x @ w is {rel:.3f}, expected < 0.02", hint=hint)
+    expect(rel < rel_plain, f"relative error vs fp32 x @ w is {rel:.4f}, no better than plain vector-wise int8's "
+           f"{rel_plain:.4f}", hint=hint)
     x2, w2 = _randn(10, 32, seed=8), _randn(32, 12, seed=9) / 6  # no outliers: threshold=None path
     assert_close(call(llm_int8_matmul, x2, w2, threshold=None), reference_llm_int8_matmul(x2, w2, None),
                  "threshold=None (plain vector-wise int8)", hint="threshold=None: no column is an outlier",
                  atol=1e-4, rtol=1e-4)
     return (
-        f"matches a reference LLM.int8() to {max(err, 1e-9):.1e}; vs fp32 x @ w relative error {rel:.4f} with an "
-        f"outlier feature of ±40 (plain vector-wise int8: {rel_plain:.3f}); threshold=None works ({K} features)"
+        f"matches a reference LLM.int8() ({within(err, 1e-4)}); vs fp32 x @ w relative error < 0.02 with an "
+        f"outlier feature of ±40, below plain vector-wise int8's; threshold=None works ({K} features)"
     )
 
 
@@ -308,7 +308,6 @@ def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
 @learner_check(5, "quant_linear")
 def check_quant_linear(quant_linear: Callable[..., torch.Tensor]) -> str:
     torch_gen = _gen(10)
-    worst_rel = 0.0
     for d_in, d_out, bias in ((32, 32, True), (48, 20, True), (16, 24, False)):  # square first: see the axis
         lin = nn.Linear(d_in, d_out, bias=bias)
         with torch.no_grad():
@@ -333,10 +332,9 @@ def check_quant_linear(quant_linear: Callable[..., torch.Tensor]) -> str:
         bound = (x.abs() @ (ws / 2).T.expand(d_in, d_out)) + 1e-4  # sum_k |x_k| * scale_o / 2
         expect(bool(((got - ref).abs() <= bound).all()), "output differs from nn.Linear by more than sum|x|·scale/2",
                hint=hint)
-        worst_rel = max(worst_rel, float((got - ref).norm() / ref.norm()))
     return (
         "matches F.linear with dequantized weights (3 layers, with and without bias); vs the fp32 nn.Linear every "
-        f"output is within sum|x|·scale/2, relative error at most {worst_rel:.4f}"
+        "output is within sum|x|·scale/2"
     )
 
 

@@ -328,7 +328,7 @@ def check_chinchilla_loss(chinchilla_loss: Callable[..., Any]) -> str:
         raise _fail("chinchilla_loss on a (5, 1) × (1, 4) grid of numpy arrays", f"array of shape {want.shape}",
                     got, "use elementwise numpy operations (**, /) so that arrays broadcast; no math.pow or float()")
     e = float(reference_chinchilla_loss(70e9, 1.4e12))
-    return f"matches E + A/N^α + B/D^β at 4 points (Chinchilla 70B on 1.4T tokens: {e:.4f}) and on a broadcast grid"
+    return f"matches E + A/N^α + B/D^β at 4 points (Chinchilla 70B on 1.4T tokens: L = {e:.4f}) and on a broadcast grid"
 
 
 # ----------------------------------------------------------------------------------------------- TODO 6

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import base64
 import datetime as dt
+import hashlib
 import importlib.metadata
 import json
 import os
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.notebooks import ROOT, atomic_write_text, dumps_notebook, make_starter
+from shared.notebooks import ROOT, atomic_write_text, backup_notebook, dumps_notebook, make_starter
 
 STATE_DIR_ENV = "HARDWAY_STATE"
 
@@ -196,7 +197,10 @@ def grade(
     solution_cells = solution["cells"] if solution else None
     bad = classify_errors(Path("notebook"), executed.cells, solution_cells).bad
     bad = [c for c in bad if not c.evalue.startswith("❌ TODO")]
-    other_error = f"cell {bad[0].index} raised {bad[0].ename}: {bad[0].evalue.splitlines()[0]}" if bad else None
+    other_error = None
+    if bad:
+        first_line = bad[0].evalue.splitlines()[0] if bad[0].evalue else ""
+        other_error = f"{where(executed.cells, bad[0].index)} raised {bad[0].ename}: {first_line}"
     for cell in executed.cells:
         if cell.cell_type != "code":
             continue
@@ -222,6 +226,29 @@ def grade(
         else:
             results.append(TodoResult(number, label, "not checked", "its check cell did not run to the end"))
     return results, other_error
+
+
+def where(cells: Any, index: int) -> str:
+    """A cell as a learner finds it in JupyterLab (which shows no cell numbers): by its TODO, and its first line."""
+    head = next((line.strip() for line in _source(cells[index]).splitlines() if line.strip()), "")
+    head = head if len(head) <= 60 else head[:57] + "..."
+    own = _LABEL.search(_source(cells[index]))
+    if own:
+        return f"the cell of TODO {own.group(1)} ({own.group(2)}), starting {head!r},"
+    for above in range(index - 1, -1, -1):
+        if cells[above].get("cell_type") == "code":
+            labels = _LABEL.findall(_source(cells[above]))
+            if labels:
+                number, text = labels[-1]
+                return f"a cell below TODO {number} ({text}), starting {head!r},"
+    return f"a cell above TODO 1, starting {head!r},"
+
+
+def _sha256(path: Path) -> str | None:
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
 
 
 # ----------------------------------------------------------------------------- commands
@@ -253,6 +280,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         "todos": {str(r.number): r.status for r in results},
         "checked_at": dt.datetime.now().isoformat(timespec="seconds"),
         "notebook": str(path),
+        "sha256": _sha256(path),  # the notebook as checked: `list` says when it has changed since
     }
     save_progress(progress)
     return 0 if n_passed == len(results) and results else 1
@@ -264,7 +292,13 @@ def _status(project: Project, progress: dict[str, Any]) -> str:
     entry = progress.get(project.number)
     if not entry:
         return "not started"
-    return "complete" if entry["passed"] == entry["total"] else f"{entry['passed']}/{entry['total']} TODOs"
+    # "all TODOs pass" is step 1 of INDEX.md's completion criteria; the plots, break-its and reflection are yours
+    done = entry["passed"] == entry["total"]
+    status = f"all {entry['total']} TODOs pass" if done else f"{entry['passed']}/{entry['total']} TODOs pass"
+    recorded = entry.get("sha256")
+    if recorded and _sha256(Path(entry.get("notebook", ""))) != recorded:
+        status += " (notebook changed since: run `hardway check` again)"
+    return status
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -334,17 +368,19 @@ def cmd_reset(args: argparse.Namespace) -> int:
     solution = read_notebook(root() / project.folder / "solution.ipynb")
     fresh = dumps_notebook(make_starter(solution))
     if starter.exists() and starter.read_text(encoding="utf-8") != fresh:
-        stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
-        backup = state_dir() / "backups" / project.folder / f"starter-{stamp}.ipynb"
-        backup.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(starter, backup)
-        if backup.read_bytes() != starter.read_bytes():
-            raise CliError(f"could not verify the backup {backup}; your starter was left untouched")
+        try:
+            backup = backup_notebook(starter, state_dir() / "backups")
+        except OSError as err:
+            raise CliError(str(err)) from None
         print(f"saved your notebook as {backup}")
     elif starter.exists():
         print("your starter is already fresh; nothing to back up")
     atomic_write_text(starter, fresh)
     print(f"wrote a fresh {starter}")
+    progress = load_progress()
+    if progress.pop(project.number, None) is not None:  # the fresh starter has passed nothing yet
+        save_progress(progress)
+        print(f"cleared project {project.number}'s progress")
     return 0
 
 
@@ -378,8 +414,12 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     except importlib.metadata.PackageNotFoundError:
         requirements = []
         problems.append("the curriculum package is not installed: run `pip install -e \".[dev]\"` in the repository")
+    listed: set[str] = set()
     for req in requirements:
         name = re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]
+        if name.lower() in listed:  # in several extras (dev and hf): list it once
+            continue
+        listed.add(name.lower())
         optional = "extra ==" in req
         version = _version(name)
         print(f"{'  (dev) ' if optional else '  '}{name:<16} {version or 'MISSING'}")

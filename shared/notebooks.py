@@ -11,11 +11,15 @@
 
 The nearest ``# TODO n: text`` line above a region labels it. In the generated ``starter.ipynb`` the region
 becomes ``raise NotImplementedError("TODO n: text")`` at the region's indentation, all outputs are cleared,
-and everything else is kept byte for byte. Generation is deterministic, so ``--check`` can fail on drift.
+and the test-runner markers (``# NBVAL_CHECK_OUTPUT`` ...) are dropped.
 
-Command line::
+Starters ask, solutions answer: a cell of the solution tagged ``answer`` (a conclusion drawn from the
+measurements above it, or the answers to the reflection questions; markdown, or a code cell that prints
+them) becomes the markdown cell :data:`ANSWER_PROMPT` in the starter. Everything else is kept byte for byte. Generation is deterministic, so ``--check`` can fail on drift.
 
-    python -m shared.notebooks sync            # regenerate every NN_*/starter.ipynb
+Command line (maintainers; learners use ``hardway reset NN`` for a fresh starter)::
+
+    python -m shared.notebooks sync            # regenerate every NN_*/starter.ipynb (edited ones backed up)
     python -m shared.notebooks sync --check    # exit 1 if any starter is out of date
     python -m shared.notebooks run-starter 01_byte_pair_smith/starter.ipynb
 """
@@ -25,9 +29,12 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import datetime as dt
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass, field
@@ -39,11 +46,23 @@ END = "### END SOLUTION"
 _TODO_LABEL = re.compile(r"^\s*# TODO (\d+): (.+?)\s*$")
 _TODO_IN_ERROR = re.compile(r"TODO (\d+)")
 _NAME_ERROR = re.compile(r"name '([^']+)' is not defined")
+_NBVAL_LINE = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
 ROOT = Path(__file__).resolve().parent.parent
+ANSWER_TAG = "answer"
+ANSWER_PROMPT = (
+    "**What do you see?** Write it down here before you open the solution. "
+    "*(This cell holds the solution's conclusion in `solution.ipynb`.)*"
+)
+KERNELSPEC = {"display_name": "Python 3 (ipykernel)", "language": "python", "name": "python3"}
 
 __all__ = [
     "BEGIN",
     "END",
+    "ANSWER_TAG",
+    "ANSWER_PROMPT",
+    "is_answer_cell",
+    "backup_notebook",
+    "committed_text",
     "make_starter_source",
     "make_starter",
     "project_dirs",
@@ -51,6 +70,8 @@ __all__ = [
     "run_starter",
     "StarterReport",
     "solution_functions",
+    "unstable_numbers",
+    "checked_output_problems",
 ]
 
 
@@ -96,16 +117,34 @@ def _source(cell: dict[str, Any]) -> str:
     return "".join(src) if isinstance(src, list) else src
 
 
+def is_answer_cell(cell: dict[str, Any]) -> bool:
+    """True for a cell tagged ``answer``: a conclusion or reflection answer that the starter must not show."""
+    return ANSWER_TAG in cell.get("metadata", {}).get("tags", [])
+
+
+def _drop_nbval_markers(src: str) -> str:
+    return "".join(line for line in src.splitlines(keepends=True) if not _NBVAL_LINE.match(line))
+
+
 def make_starter(solution: dict[str, Any], name: str = "solution.ipynb") -> dict[str, Any]:
     """The starter notebook (as a JSON dict) for a solution notebook dict."""
     nb = copy.deepcopy(solution)
     regions = 0
     for index, cell in enumerate(nb["cells"]):
         src = _source(cell)
+        if is_answer_cell(cell):
+            if BEGIN in src:
+                raise ValueError(f"{name} cell {index}: a cell tagged {ANSWER_TAG!r} cannot hold a TODO region")
+            # an answer printed by a code cell (from the measured numbers) becomes the same markdown prompt
+            cell.pop("outputs", None)
+            cell.pop("execution_count", None)
+            cell["cell_type"] = "markdown"
+            src = ANSWER_PROMPT
         if cell["cell_type"] == "code":
             if BEGIN in src:
                 regions += 1
                 src = make_starter_source(src, where=f"{name} cell {index}")
+            src = _drop_nbval_markers(src)
             cell["outputs"] = []
             cell["execution_count"] = None
         cell["source"] = src.splitlines(keepends=True)
@@ -114,7 +153,9 @@ def make_starter(solution: dict[str, Any], name: str = "solution.ipynb") -> dict
             meta.pop(key, None)
     if regions == 0:
         raise ValueError(f"{name}: no '{BEGIN}' regions, so the starter would have nothing to do")
-    nb.setdefault("metadata", {}).pop("widgets", None)
+    metadata = nb.setdefault("metadata", {})
+    metadata.pop("widgets", None)
+    metadata["kernelspec"] = dict(KERNELSPEC)  # what JupyterLab writes, so opening it marks nothing modified
     return nb
 
 
@@ -145,20 +186,127 @@ def project_dirs(root: Path = ROOT) -> list[Path]:
     return sorted(p.parent for p in root.glob("[0-9][0-9]_*/solution.ipynb"))
 
 
-def sync_starters(root: Path = ROOT, check: bool = False) -> list[Path]:
-    """Regenerate every starter (or, with ``check``, only report them). Returns the out-of-date starters."""
-    stale: list[Path] = []
+def committed_text(path: Path, root: Path = ROOT) -> str | None:
+    """The text of ``path`` as committed at ``HEAD`` of the git checkout at ``root``; None outside git."""
+    try:
+        rel = path.resolve().relative_to(root.resolve()).as_posix()
+        done = subprocess.run(
+            ["git", "-C", str(root), "show", f"HEAD:{rel}"], capture_output=True, timeout=30, check=False
+        )
+    except (ValueError, OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.decode("utf-8") if done.returncode == 0 else None
+
+
+def backup_notebook(path: Path, backups: Path) -> Path:
+    """Copy a learner's notebook to ``<backups>/<project folder>/<stem>-<time>.ipynb`` and verify the copy."""
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")
+    backup = backups / path.parent.name / f"{path.stem}-{stamp}{path.suffix}"
+    backup.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(path, backup)
+    if backup.read_bytes() != path.read_bytes():
+        raise OSError(f"could not verify the backup {backup}; {path} was left untouched")
+    return backup
+
+
+@dataclass
+class SyncReport:
+    """What :func:`sync_starters` found: the starters that were out of date, and the backups it made."""
+
+    stale: list[Path] = field(default_factory=list)
+    backups: dict[Path, Path] = field(default_factory=dict)
+
+
+def sync_starters(root: Path = ROOT, check: bool = False) -> SyncReport:
+    """Regenerate every starter (or, with ``check``, only report the out-of-date ones).
+
+    A starter about to be overwritten that is not what was last generated (it differs from the committed
+    starter, or there is no git checkout to ask) may hold a learner's work: it is first copied to
+    ``<root>/.hardway/backups/`` (where ``hardway reset`` keeps its backups too) and the copy verified.
+    """
+    report = SyncReport()
     for folder in project_dirs(root):
         solution_path = folder / "solution.ipynb"
         starter_path = folder / "starter.ipynb"
         solution = json.loads(solution_path.read_text(encoding="utf-8"))
         text = dumps_notebook(make_starter(solution, name=str(solution_path.relative_to(root))))
         current = starter_path.read_text(encoding="utf-8") if starter_path.exists() else None
-        if current != text:
-            stale.append(starter_path)
-            if not check:
-                atomic_write_text(starter_path, text)
-    return stale
+        if current == text:
+            continue
+        report.stale.append(starter_path)
+        if check:
+            continue
+        if current is not None and current != committed_text(starter_path, root):
+            report.backups[starter_path] = backup_notebook(starter_path, root / ".hardway" / "backups")
+        atomic_write_text(starter_path, text)
+    return report
+
+
+# ----------------------------------------------------------------------------- deterministic output checks
+#
+# The rule for a cell marked ``# NBVAL_CHECK_OUTPUT`` (nbval compares its output with the stored one in CI,
+# at whatever thread count, CPU and torch version CI has): it prints only what is identical everywhere —
+# exact counts, shapes and token ids, exact results, the check's own constants and inputs, and bounds met
+# ("max abs err ≤ 1e-05", "within 0.0045", "< 0.02"), never a measured floating-point value, whose last
+# digits move with the order of floating-point sums. A measured value that a learner should see goes in a
+# cell whose output is not checked.
+
+_FLOAT = re.compile(r"(?<![\w.])[-+−]?(?:\d[\d,]*\.\d+(?:e[-+]?\d+)?|\d+e[-+]?\d+)(?![\w])", re.I)
+_POWER_OF_TEN = re.compile(r"^[-+−]?1(?:\.0+)?e[-+]?\d+$", re.I)
+_LIST_TAIL = re.compile(r"(?:[-+−]?[\d.,]+(?:e[-+]?\d+)?\s*(?:,|and|or|-|–|/)\s*)+$", re.I)
+_BOUND_BEFORE = re.compile(
+    r"(?:=|<|≤|(?<!-)>|≥|±|\bwithin|\bat most|\bat least|\bbelow|\bunder|\babove)\s*[(\[]?\s*$", re.I
+)
+_TOLERANCE_AFTER = re.compile(r"^\s*±")
+
+
+def unstable_numbers(text: str, literals: str = "") -> list[str]:
+    """The floating-point numbers in ``text`` that break the rule for checked output (see above).
+
+    Allowed: integers; powers of ten (``1e-05``: an order of magnitude or a tolerance); a number after
+    ``=``, a comparison or ``within``/``at most``/... (an exact value or a bound met), or before ``±``
+    (a target with its tolerance), also as the later items of a list (``p = 0.9, 0.5 and 1.0``); a number
+    written as such in ``literals`` (the source of the cell and of its checks: an input, not a result).
+    """
+    written = set(_FLOAT.findall(literals))
+    bad: list[str] = []
+    for m in _FLOAT.finditer(text):
+        token = m.group(0)
+        if _POWER_OF_TEN.match(token) or token in written or _TOLERANCE_AFTER.match(text[m.end():]):
+            continue
+        line = text[: m.start()].rsplit("\n", 1)[-1][-80:]
+        if _BOUND_BEFORE.search(_LIST_TAIL.sub("", line)):
+            continue
+        bad.append(token)
+    return bad
+
+
+def _output_text(cell: dict[str, Any]) -> str:
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream":
+            parts.append(_source({"source": out.get("text", "")}))
+        elif "text/plain" in out.get("data", {}):
+            parts.append(_source({"source": out["data"]["text/plain"]}))
+    return "".join(parts)
+
+
+def checked_output_problems(nb: dict[str, Any], literals: str = "", name: str = "notebook") -> list[str]:
+    """One line per ``# NBVAL_CHECK_OUTPUT`` cell whose stored output prints a measured float."""
+    problems = []
+    for index, cell in enumerate(nb["cells"]):
+        src = _source(cell)
+        if cell["cell_type"] != "code" or not any(
+            line.strip().lstrip("#").strip() == "NBVAL_CHECK_OUTPUT" for line in src.splitlines()
+        ):
+            continue
+        bad = unstable_numbers(_output_text(cell), literals + "\n" + src)
+        if bad:
+            problems.append(
+                f"{name} cell {index} is output-checked but prints measured value(s) {bad}: print the bound "
+                f"they meet (shared.checks.within) or drop the NBVAL_CHECK_OUTPUT marker"
+            )
+    return problems
 
 
 # ----------------------------------------------------------------------------- starter execution
@@ -266,8 +414,11 @@ def classify_errors(
     return report
 
 
-def run_starter(path: str | Path, timeout: int = 600) -> StarterReport:
+def run_starter(path: str | Path, timeout: int = 600, notebook: dict[str, Any] | None = None) -> StarterReport:
     """Execute a starter top to bottom with errors allowed and classify every error.
+
+    ``notebook`` (a starter as a dict, e.g. freshly made by :func:`make_starter`) is run instead of the file
+    at ``path``, in ``path``'s folder: the test suite runs what the repository generates, not a learner's copy.
 
     A starter passes when it runs cleanly up to its first TODO, every later error is an unfinished TODO
     (the stub itself, or a check saying "TODO n is not done yet") or a NameError for a value that an
@@ -277,7 +428,10 @@ def run_starter(path: str | Path, timeout: int = 600) -> StarterReport:
     from nbclient import NotebookClient
 
     path = Path(path)
-    nb = nbformat.read(path, as_version=4)
+    if notebook is None:
+        nb = nbformat.read(path, as_version=4)
+    else:
+        nb = nbformat.from_dict(copy.deepcopy(notebook))
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -370,17 +524,20 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "sync":
         try:
-            stale = sync_starters(args.root, check=args.check)
-        except ValueError as err:
+            report = sync_starters(args.root, check=args.check)
+        except (ValueError, OSError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
         verb = "out of date" if args.check else "regenerated"
-        for path in stale:
+        for path in report.stale:
             print(f"{verb}: {path.relative_to(args.root)}")
-        if args.check and stale:
-            print("run `python -m shared.notebooks sync` to regenerate them", file=sys.stderr)
+            if path in report.backups:
+                print(f"  it held edits: saved first as {report.backups[path].relative_to(args.root)}")
+        if args.check and report.stale:
+            print("maintainers: `make starters` regenerates them (edited starters are backed up first)",
+                  file=sys.stderr)
             return 1
-        print(f"{len(project_dirs(args.root))} starter(s) checked, {len(stale)} {verb}")
+        print(f"{len(project_dirs(args.root))} starter(s) checked, {len(report.stale)} {verb}")
         return 0
     report = run_starter(args.path)
     print(report.summary())

@@ -56,8 +56,15 @@ def test_check_on_a_starter_filled_in_from_the_solution_passes_every_todo(tmp_pa
     assert "- [x] 01 byte_pair_smith" in out and "- [ ] 02 meaning_space" in out
 
 
-def test_check_on_the_untouched_starter_says_every_todo_is_not_done_yet(capsys):
-    code, out, _ = _run(capsys, "check", "01", "--no-progress")
+def _fresh_starter(tmp_path: Path) -> Path:
+    """Project 01's starter as the solution generates it (this checkout's own may hold a learner's work)."""
+    path = tmp_path / "fresh.ipynb"
+    path.write_text(json.dumps(make_starter(json.loads((P01 / "solution.ipynb").read_text(encoding="utf-8")))))
+    return path
+
+
+def test_check_on_the_untouched_starter_says_every_todo_is_not_done_yet(tmp_path, capsys):
+    code, out, _ = _run(capsys, "check", "01", "--notebook", str(_fresh_starter(tmp_path)), "--no-progress")
     assert code == 1
     assert out.count(": not done yet") == 6, out
     assert "0/6 TODOs pass" in out
@@ -82,6 +89,19 @@ def test_check_names_the_buggy_todo_and_shows_its_message(tmp_path, capsys):
     assert line.endswith(": failed")
     assert "overlap" in out.split(line, 1)[1].split("TODO 3", 1)[0].lower()
     assert "✅ TODO 1" in out
+
+
+def test_an_error_outside_the_todos_is_located_by_its_todo_and_first_line_not_a_cell_number(tmp_path, capsys):
+    nb = _notebook_from_solution(tmp_path)
+    sol = json.loads(nb.read_text())
+    index = next(i for i, c in enumerate(sol["cells"]) if "check_merge(merge)" in "".join(c["source"]))
+    sol["cells"][index]["source"] = "check_merge(merge)\nprint('oops'"  # a SyntaxError below TODO 2's cell
+    nb.write_text(json.dumps(sol))
+    code, out, _ = _run(capsys, "check", "01", "--notebook", str(nb), "--no-progress")
+    note = next(line for line in out.splitlines() if line.startswith("note: "))
+    assert "a cell below TODO 2 (" in note and "starting 'check_merge(merge)'" in note and "SyntaxError" in note
+    assert "cell " + str(index) not in note.replace("a cell below", "")
+    assert "⚠️  TODO 2" in out  # its check never ran: "not checked"
 
 
 @pytest.mark.parametrize(
@@ -136,6 +156,24 @@ def test_reset_backs_up_the_learners_notebook_then_writes_a_fresh_starter(tmp_pa
     assert len(list(backups[0].parent.iterdir())) == 1
 
 
+def test_reset_clears_the_projects_progress_and_list_notices_an_edited_notebook(tmp_path, monkeypatch, capsys):
+    repo = tmp_path / "repo"
+    shutil.copytree(P01, repo / P01.name)
+    monkeypatch.setenv("HARDWAY_ROOT", str(repo))
+    sha = cli._sha256(_fresh_starter(tmp_path))
+    cli.save_progress({"01": {"passed": 6, "total": 6, "todos": {}, "checked_at": "2026-01-01T00:00:00",
+                              "notebook": str(tmp_path / "fresh.ipynb"), "sha256": sha}})
+    _, out, _ = _run(capsys, "list")
+    assert out.splitlines()[1].endswith("all 6 TODOs pass")
+    (tmp_path / "fresh.ipynb").write_text("{}")  # the learner kept editing after the check
+    _, out, _ = _run(capsys, "list")
+    assert out.splitlines()[1].endswith("all 6 TODOs pass (notebook changed since: run `hardway check` again)")
+    code, out, _ = _run(capsys, "reset", "01")
+    assert code == 0 and "cleared project 01's progress" in out
+    _, out, _ = _run(capsys, "list")
+    assert out.splitlines()[1].endswith("not started")
+
+
 def test_run_writes_html_and_figures_to_the_build_folder(tmp_path, monkeypatch, capsys):
     repo = tmp_path / "repo"
     folder = repo / "01_byte_pair_smith"
@@ -169,6 +207,8 @@ def test_doctor_on_a_healthy_environment_exits_0():
     result = subprocess.run([sys.executable, "-m", "shared", "doctor"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "torch" in result.stdout and "no problems found" in result.stdout
+    names = [line.split()[-2] for line in result.stdout.splitlines() if line.startswith("  ") and len(line.split()) >= 2]
+    assert names and len(names) == len(set(names)), f"a package is listed twice: {names}"
 
 
 def test_doctor_reports_a_broken_corpus_with_advice(monkeypatch, capsys):

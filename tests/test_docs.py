@@ -46,6 +46,64 @@ def test_every_existing_project_has_readme_solution_and_starter():
 def test_readme_quickstart_commands_exist_in_the_makefile():
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for target in ("lab", "test", "starters", "check-starters"):
-        assert f"make {target}" in readme
+    contributing = (ROOT / "CONTRIBUTING.md").read_text(encoding="utf-8")
+    for target, doc in [("lab", readme), ("test", readme), ("dashboard", readme), ("starters", contributing),
+                        ("check-starters", contributing)]:
+        assert f"make {target}" in doc
         assert re.search(rf"^{target}:", makefile, re.M), f"Makefile has no '{target}' target"
+
+
+def test_the_readme_speaks_to_the_learner_first():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    headings = re.findall(r"^## (.+)$", readme, re.M)
+    assert headings[:5] == ["Quickstart", "The journey", "How a project works", "Check your work", "Troubleshooting"]
+    assert "make starters" not in readme and "shared.notebooks sync" not in readme  # maintainers: CONTRIBUTING
+    assert "⚠️ not checked" in readme  # every status `hardway check` prints is explained
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+def test_project_readmes_keep_maintainer_commands_out_of_the_learners_block(number):
+    folder = _folder(number)
+    if folder is None:
+        pytest.skip(f"project {number} is not in this checkout")
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    assert "shared.notebooks sync" not in text and "make starters" not in text, (
+        f"{folder.name}/README.md: regenerating starters overwrites the learner's; it belongs in CONTRIBUTING.md"
+    )
+
+
+_LEVELS = ("Beginner", "Intermediate", "Advanced")
+
+
+def _readme_hours(folder: Path) -> list[str]:
+    text = (folder / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"^## Time estimate\s*\n(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert section, f"{folder.name}/README.md has no '## Time estimate' section"
+    hours = []
+    for level in _LEVELS:
+        line = re.search(rf"^- {level}[^:]*:\s*(.*)$", section.group(1), re.M)
+        assert line, f"{folder.name}/README.md: no '- {level}...:' line in its time estimate"
+        m = re.match(r"(about |under )?(an|[\d.]+(?:–[\d.]+)?) hours?", line.group(1))
+        assert m, f"{folder.name}/README.md: cannot read the hours in {line.group(1)!r}"
+        hours.append(f"{m.group(1) or ''}{'1' if m.group(2) == 'an' else m.group(2)} h")
+    return hours
+
+
+@pytest.mark.parametrize("number", NUMBERS)
+def test_index_time_estimates_agree_with_each_project_readme(number):
+    folder = _folder(number)
+    if folder is None:
+        pytest.skip(f"project {number} is not in this checkout")
+    index = (ROOT / "INDEX.md").read_text(encoding="utf-8")
+    name = folder.name.split("_", 1)[1]
+    rows = [line for line in index.splitlines() if line.startswith(f"| {number} · {name} |")]
+    assert len(rows) == 1, f"INDEX.md: expected one time-estimate row for {number} · {name}"
+    assert [c.strip() for c in rows[0].strip("|").split("|")[1:]] == _readme_hours(folder)
+
+
+def test_streamlit_usage_statistics_are_off():
+    import tomllib
+
+    config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
+    assert config["browser"]["gatherUsageStats"] is False
+    assert "--browser.gatherUsageStats false" in (ROOT / "Makefile").read_text(encoding="utf-8")
