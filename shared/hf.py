@@ -14,12 +14,30 @@ are copied, never re-initialised, so logits agree to float32 round-off (tested t
     save_hf(model, "out/")                 # config.json + model.safetensors
     model2 = load_hf("out/")               # back to shared.GPT (local files only)
 
+**Context length: the one behaviour that is not copied.** ``GPT.generate`` never shows the model more
+than ``block_size`` tokens: once the sequence is longer it crops to the last ``block_size`` and
+restarts their positions at 0 (nanoGPT's sliding window). ``transformers`` has no such switch. The
+export declares ``n_positions`` / ``max_position_embeddings = block_size``, and past it:
+
+* **GPT-2** cannot go on at all (its learned position table has ``block_size`` rows; plain
+  ``transformers`` fails with ``IndexError: index out of range in self``);
+* **Llama** (RoPE) goes on attending to the *whole* sequence, positions beyond anything the model
+  was trained on, so its greedy tokens part from ``GPT.generate``'s after ``block_size`` tokens in total.
+
+Up to ``block_size`` tokens in total (prompt + new) both give the same tokens (tested). The model
+that :func:`to_hf` returns guards that limit: past it, the GPT-2 one raises a ``ValueError`` that
+says so, and the Llama one warns (``UserWarning``, once per model) and carries on. A checkpoint
+written by :func:`save_hf` and reloaded with ``from_pretrained`` is a plain ``transformers`` model
+without that guard (``transformers`` itself only logs a "friendly reminder"); crop long inputs to
+the last ``block_size`` tokens yourself if you want ``GPT.generate``'s behaviour.
+
 ``transformers`` is imported lazily: it is only needed for this module (``pip install transformers``).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +45,7 @@ import torch
 
 from shared.model import GPT, GPTConfig
 
-__all__ = ["hf_architecture", "to_hf", "from_hf", "save_hf", "load_hf"]
+__all__ = ["hf_architecture", "to_hf", "from_hf", "save_hf", "load_hf", "ContextGuard"]
 
 _GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
 _GPT2_ACTIVATIONS_BACK = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
@@ -194,8 +212,70 @@ def _load_exact(target: torch.nn.Module, state: dict[str, torch.Tensor], what: s
             own[name].copy_(t)
 
 
+class ContextGuard:
+    """Forward pre-hook that :func:`to_hf` puts on the model it returns: the context stops at ``block_size``.
+
+    ``GPT.generate`` crops the sequence to its last ``block_size`` tokens; a ``transformers`` model does
+    not (see the module docstring). Once a forward pass would use position ``block_size`` or later, a
+    GPT-2 export raises a ``ValueError`` (it has no position there; ``transformers`` alone raises an
+    ``IndexError``) and a Llama export warns once and carries on over the whole sequence. Up to
+    ``block_size`` tokens it costs one comparison per forward pass. Remove it with
+    ``hf.hardway_context_guard.remove()`` (a ``torch.utils.hooks.RemovableHandle``).
+    """
+
+    def __init__(self, block_size: int, arch: str) -> None:
+        self.block_size, self.arch, self.warned = block_size, arch, False
+
+    @staticmethod
+    def positions_used(args: tuple, kwargs: dict) -> int | None:
+        """One past the last position this forward pass uses, or None if it cannot tell."""
+        for name in ("position_ids", "cache_position"):
+            pos = kwargs.get(name)
+            if isinstance(pos, torch.Tensor) and pos.numel():
+                return int(pos.max()) + 1
+        x = kwargs.get("input_ids", args[0] if args else None)
+        if x is None:
+            x = kwargs.get("inputs_embeds")
+        if not isinstance(x, torch.Tensor) or x.dim() < 2:
+            return None
+        past = kwargs.get("past_key_values", kwargs.get("cache"))
+        try:
+            done = int(past.get_seq_length()) if past is not None else 0
+        except (AttributeError, TypeError):
+            return None
+        return done + x.size(1)
+
+    def __call__(self, module: torch.nn.Module, args: tuple, kwargs: dict) -> None:
+        end = self.positions_used(args, kwargs)
+        if end is None or end <= self.block_size:
+            return
+        if self.arch == "gpt2":
+            raise ValueError(
+                f"this GPT2LMHeadModel (exported by shared.hf.to_hf) has {self.block_size} learned positions "
+                f"(block_size) and was asked for position {end - 1}. shared.GPT.generate would crop the "
+                f"sequence to its last {self.block_size} tokens; transformers cannot. Keep prompt + new tokens "
+                f"<= {self.block_size}, or crop the input to its last {self.block_size} tokens yourself."
+            )
+        if not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"this LlamaForCausalLM (exported by shared.hf.to_hf) now sees {end} tokens, more than "
+                f"block_size = max_position_embeddings = {self.block_size}: it attends to the whole sequence, "
+                f"while shared.GPT.generate crops to the last {self.block_size} tokens, so from here on its logits, "
+                "and soon its tokens, differ from shared.GPT's (at positions the model was never trained on).",
+                UserWarning, stacklevel=2,
+            )
+
+
 def to_hf(model: GPT) -> Any:
-    """A transformers ``GPT2LMHeadModel`` or ``LlamaForCausalLM`` holding ``model``'s weights (eval mode)."""
+    """A transformers ``GPT2LMHeadModel`` or ``LlamaForCausalLM`` holding ``model``'s weights (eval mode).
+
+    Same logits, and the same greedy tokens as ``model.generate`` up to ``block_size`` tokens in total
+    (prompt + new). Past that they differ: ``GPT.generate`` crops to the last ``block_size`` tokens,
+    while the GPT-2 export has no position beyond ``block_size`` and the Llama export attends to the
+    whole sequence. The returned model carries a :class:`ContextGuard` that raises (GPT-2) or warns
+    once (Llama) when that happens; ``hf.hardway_context_guard`` is its removable handle.
+    """
     if not isinstance(model, GPT):
         raise ValueError(f"to_hf needs a shared.model.GPT, got {type(model).__name__}")
     tf = _transformers()
@@ -208,6 +288,8 @@ def to_hf(model: GPT) -> Any:
         _load_exact(hf, _llama_state(model), "GPT -> LlamaForCausalLM")
     if model.config.tie_embeddings:
         hf.tie_weights()
+    hf.hardway_context_guard = hf.register_forward_pre_hook(
+        ContextGuard(model.config.block_size, arch), with_kwargs=True)
     return hf.to(next(model.parameters()).device).eval()
 
 
@@ -294,7 +376,12 @@ def from_hf(hf: Any) -> GPT:
 
 
 def save_hf(model: GPT, directory: str | os.PathLike) -> Path:
-    """Write ``model`` as a transformers checkpoint (config.json + model.safetensors) into ``directory``."""
+    """Write ``model`` as a transformers checkpoint (config.json + model.safetensors) into ``directory``.
+
+    The checkpoint declares ``block_size`` as its maximum length but, reloaded by ``transformers``, does
+    not crop to it as ``GPT.generate`` does (see the module docstring); :func:`load_hf` gives the cropping
+    ``shared.GPT`` back.
+    """
     directory = Path(directory)
     to_hf(model).save_pretrained(directory, safe_serialization=True)
     if not (directory / "model.safetensors").is_file():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import pytest
 import torch
@@ -56,6 +57,64 @@ def test_exported_model_has_the_same_logits_and_greedy_generation(name):
     theirs = hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=20, do_sample=False,
                          pad_token_id=0)
     assert torch.equal(ours, theirs)
+
+
+def hf_greedy(hf, prompt: torch.Tensor, new: int) -> torch.Tensor:
+    return hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new, do_sample=False,
+                       pad_token_id=0)
+
+
+@pytest.mark.parametrize("name", ["gpt2", "llama_gqa"])
+def test_generations_are_identical_up_to_block_size_tokens_in_total(name, one_thread):
+    config = CONFIGS[name]
+    model = perturbed_model(config)
+    hf = to_hf(model)
+    prompt = tokens(config, 5)
+    new = config.block_size - 5  # prompt + new = block_size: the last step sees exactly block_size tokens
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)  # the context guard stays silent up to block_size
+        theirs = hf_greedy(hf, prompt, new)
+    ours = model.generate(prompt, new, temperature=0.0)
+    assert ours.shape == (2, config.block_size) and torch.equal(ours, theirs)
+
+
+def test_past_block_size_our_generate_crops_and_the_gpt2_export_refuses_with_a_clear_error(one_thread):
+    config = GPT2_STYLE
+    model = perturbed_model(config)
+    hf = to_hf(model)
+    B, prompt = config.block_size, tokens(config, 5)
+    ours = model.generate(prompt, B - 5 + 8, temperature=0.0)  # GPT.generate crops to the last B tokens
+    assert ours.shape == (2, B + 8)
+    with pytest.raises(ValueError, match=f"has {B} learned positions .* asked for position {B}"):
+        hf_greedy(hf, prompt, B - 5 + 8)
+    # without the guard: plain transformers has no row B in its position table at all
+    hf.hardway_context_guard.remove()
+    with pytest.raises(IndexError), torch.no_grad():
+        hf(tokens(config, B + 1))
+
+
+def test_past_block_size_the_llama_export_attends_to_the_whole_sequence_and_warns_once(one_thread):
+    config = LLAMA_STYLE
+    model = perturbed_model(config)
+    hf = to_hf(model)
+    B = config.block_size
+    idx = tokens(config, B + 8)  # (2, 40)
+    window = idx[:, -B:]  # what GPT.generate feeds the model for the next token: the last B tokens
+    with torch.no_grad():
+        ours_next = model(window)[0][:, -1]
+        torch.testing.assert_close(hf(window).logits[:, -1], ours_next, atol=1e-5, rtol=0)
+        with pytest.warns(UserWarning, match=f"sees {B + 8} tokens.*attends to the whole sequence"):
+            theirs_next = hf(idx).logits[:, -1]  # all 40 tokens, RoPE positions 0..39
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", UserWarning)  # once per model
+            hf(idx)
+    assert (theirs_next - ours_next).abs().max() > 0.1  # a different context, different logits
+    # greedy decoding: the same tokens while the sequence fits in block_size, then they part ways
+    prompt = idx[:, :5]
+    ours = model.generate(prompt, B - 5 + 16, temperature=0.0)
+    theirs = hf_greedy(hf, prompt, B - 5 + 16)
+    assert torch.equal(ours[:, :B], theirs[:, :B])
+    assert not torch.equal(ours, theirs)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
