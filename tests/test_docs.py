@@ -61,11 +61,11 @@ def test_the_readme_speaks_to_the_learner_first():
     assert "⚠️ not checked" in readme  # every status `hardway check` prints is explained
 
 
-@pytest.mark.parametrize("number", NUMBERS)
-def test_project_readmes_keep_maintainer_commands_out_of_the_learners_block(number):
-    folder = _folder(number)
-    if folder is None:
-        pytest.skip(f"project {number} is not in this checkout")
+EXISTING = [folder for number in NUMBERS if (folder := _folder(number)) is not None]
+
+
+@pytest.mark.parametrize("folder", EXISTING, ids=lambda f: f.name)
+def test_project_readmes_keep_maintainer_commands_out_of_the_learners_block(folder):
     text = (folder / "README.md").read_text(encoding="utf-8")
     assert "shared.notebooks sync" not in text and "make starters" not in text, (
         f"{folder.name}/README.md: regenerating starters overwrites the learner's; it belongs in CONTRIBUTING.md"
@@ -89,13 +89,10 @@ def _readme_hours(folder: Path) -> list[str]:
     return hours
 
 
-@pytest.mark.parametrize("number", NUMBERS)
-def test_index_time_estimates_agree_with_each_project_readme(number):
-    folder = _folder(number)
-    if folder is None:
-        pytest.skip(f"project {number} is not in this checkout")
+@pytest.mark.parametrize("folder", EXISTING, ids=lambda f: f.name)
+def test_index_time_estimates_agree_with_each_project_readme(folder):
     index = (ROOT / "INDEX.md").read_text(encoding="utf-8")
-    name = folder.name.split("_", 1)[1]
+    number, name = folder.name.split("_", 1)
     rows = [line for line in index.splitlines() if line.startswith(f"| {number} · {name} |")]
     assert len(rows) == 1, f"INDEX.md: expected one time-estimate row for {number} · {name}"
     assert [c.strip() for c in rows[0].strip("|").split("|")[1:]] == _readme_hours(folder)
