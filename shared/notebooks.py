@@ -431,7 +431,7 @@ def run_starter(path: str | Path, timeout: int = 600, notebook: dict[str, Any] |
     if notebook is None:
         nb = nbformat.read(path, as_version=4)
     else:
-        nb = nbformat.from_dict(copy.deepcopy(notebook))
+        nb = nbformat.reads(dumps_notebook(notebook), as_version=4)  # as if read from a file: sources as strings
     client = NotebookClient(
         nb,
         timeout=timeout,
