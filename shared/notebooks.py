@@ -373,10 +373,24 @@ def _bound_names(source: str) -> set[str]:
     return names
 
 
+def _loaded_names(source: str) -> set[str]:
+    """Names a cell reads (used only to excuse errors that follow from an unfinished TODO)."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return set()
+    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+
+
 def classify_errors(
     path: Path, cells: list[dict[str, Any]], solution_cells: list[dict[str, Any]] | None = None
 ) -> StarterReport:
     """Classify each executed code cell's error (see :meth:`StarterReport.ok`).
+
+    After the first unfinished TODO, an error counts as a cascade when it is a NameError for a name that a
+    failed cell would have bound, or any other error (not a SyntaxError) in a cell that reads a name that
+    only failed cells bound.
 
     ``solution_cells`` (the solution's cells, same order) tell which names a failed TODO cell would
     have bound had it been finished, so that NameErrors for them count as cascades.
@@ -385,6 +399,7 @@ def classify_errors(
         solution_cells = None
     report = StarterReport(path=path)
     failed_names: set[str] = set()
+    ok_names: set[str] = set()  # bound by a cell that ran to the end: their values are whole
     seen_todo = False
     for index, cell in enumerate(cells):
         if cell["cell_type"] != "code":
@@ -394,6 +409,7 @@ def classify_errors(
         errors = [o for o in cell.get("outputs", []) if o.get("output_type") == "error"]
         head = src.strip().splitlines()[0] if src.strip() else ""
         if not errors:
+            ok_names |= _bound_names(src)
             report.cells.append(CellResult(index, "ok", source_head=head))
             continue
         ename, evalue = errors[0].get("ename", ""), errors[0].get("evalue", "")
@@ -404,6 +420,10 @@ def classify_errors(
             seen_todo = True
             report.raised_todos.add(int(todo.group(1)))
         elif seen_todo and ename == "NameError" and missing and missing.group(1) in failed_names:
+            kind = "cascade"
+        elif seen_todo and ename != "SyntaxError" and _loaded_names(src) & (failed_names - ok_names):
+            # it reads a value that a cell stopped by an unfinished TODO left half-made (an empty list, a stale
+            # tensor): a consequence of that TODO, not a new error
             kind = "cascade"
         else:
             kind = "bad"

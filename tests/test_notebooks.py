@@ -179,6 +179,21 @@ def test_classify_accepts_todo_errors_and_their_cascades():
     assert [c.kind for c in report.cells] == ["ok", "ok", "todo", "todo", "cascade"]
 
 
+def test_classify_excuses_an_error_from_a_value_an_unfinished_todo_left_half_made():
+    # the cell that fills `weights` stopped at TODO 6, so the next cell indexes an empty list
+    cells = [
+        _code("weights = []\nweights.append(attend())", _error("NotImplementedError", "TODO 6: attend")),
+        _code("print(weights[0])", _error("IndexError", "list index out of range")),
+        _code("print(other[0])", _error("IndexError", "list index out of range")),
+    ]
+    report = nbt.classify_errors(Path("demo"), cells)
+    assert [c.kind for c in report.cells] == ["todo", "cascade", "bad"]
+    # a name that only a finished cell bound is whole: an error reading it is the cell's own
+    cells = [_code("other = []"), *cells]
+    report = nbt.classify_errors(Path("demo"), cells)
+    assert [c.kind for c in report.cells] == ["ok", "todo", "cascade", "bad"]
+
+
 @pytest.mark.parametrize(
     "cells",
     [
