@@ -1,6 +1,6 @@
 # LLM Engineering: The Hard Way — two commands:
 #   make lab    set up .venv (once) and open the curriculum in JupyterLab
-#   make test   set up .venv (once) and run the whole test suite (unit tests + every notebook; ~20 min on 2 cores)
+#   make test   set up .venv (once) and run the whole test suite (unit tests + every notebook; 10-20 min on 2 cores)
 #
 # Override the torch build if you need a different one, e.g.
 #   make lab TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cu124"
