@@ -11,7 +11,7 @@
 
 The nearest ``# TODO n: text`` line above a region labels it. In the generated ``starter.ipynb`` the region
 becomes ``raise NotImplementedError("TODO n: text")`` at the region's indentation, all outputs are cleared,
-and the test-runner markers (``# NBVAL_CHECK_OUTPUT`` ...) are dropped.
+and the test runner's cell tags (``nbval-check-output`` ...) are dropped.
 
 Starters ask, solutions answer: a cell of the solution tagged ``answer`` (a conclusion drawn from the
 measurements above it, or the answers to the reflection questions; markdown, or a code cell that prints
@@ -46,7 +46,7 @@ END = "### END SOLUTION"
 _TODO_LABEL = re.compile(r"^\s*# TODO (\d+): (.+?)\s*$")
 _TODO_IN_ERROR = re.compile(r"TODO (\d+)")
 _NAME_ERROR = re.compile(r"name '([^']+)' is not defined")
-_NBVAL_LINE = re.compile(r"^\s*#\s*NBVAL_[A-Z_]+\s*$")
+CHECK_OUTPUT_TAG = "nbval-check-output"  # nbval compares the output of a cell with this tag in CI
 ROOT = Path(__file__).resolve().parent.parent
 ANSWER_TAG = "answer"
 ANSWER_PROMPT = (
@@ -122,8 +122,12 @@ def is_answer_cell(cell: dict[str, Any]) -> bool:
     return ANSWER_TAG in cell.get("metadata", {}).get("tags", [])
 
 
-def _drop_nbval_markers(src: str) -> str:
-    return "".join(line for line in src.splitlines(keepends=True) if not _NBVAL_LINE.match(line))
+def _drop_nbval_tags(meta: dict[str, Any]) -> None:
+    tags = [t for t in meta.get("tags", []) if not t.startswith(("nbval-", "raises-exception"))]
+    if tags:
+        meta["tags"] = tags
+    else:
+        meta.pop("tags", None)
 
 
 def make_starter(solution: dict[str, Any], name: str = "solution.ipynb") -> dict[str, Any]:
@@ -144,13 +148,13 @@ def make_starter(solution: dict[str, Any], name: str = "solution.ipynb") -> dict
             if BEGIN in src:
                 regions += 1
                 src = make_starter_source(src, where=f"{name} cell {index}")
-            src = _drop_nbval_markers(src)
             cell["outputs"] = []
             cell["execution_count"] = None
         cell["source"] = src.splitlines(keepends=True)
         meta = cell.get("metadata", {})
         for key in ("execution", "collapsed", "scrolled"):
             meta.pop(key, None)
+        _drop_nbval_tags(meta)
     if regions == 0:
         raise ValueError(f"{name}: no '{BEGIN}' regions, so the starter would have nothing to do")
     metadata = nb.setdefault("metadata", {})
@@ -244,7 +248,7 @@ def sync_starters(root: Path = ROOT, check: bool = False) -> SyncReport:
 
 # ----------------------------------------------------------------------------- deterministic output checks
 #
-# The rule for a cell marked ``# NBVAL_CHECK_OUTPUT`` (nbval compares its output with the stored one in CI,
+# The rule for a cell tagged ``nbval-check-output`` (nbval compares its output with the stored one in CI,
 # at whatever thread count, CPU and torch version CI has): it prints only what is identical everywhere —
 # exact counts, shapes and token ids, exact results, the check's own constants and inputs, and bounds met
 # ("max abs err ≤ 1e-05", "within 0.0045", "< 0.02"), never a measured floating-point value, whose last
@@ -292,19 +296,17 @@ def _output_text(cell: dict[str, Any]) -> str:
 
 
 def checked_output_problems(nb: dict[str, Any], literals: str = "", name: str = "notebook") -> list[str]:
-    """One line per ``# NBVAL_CHECK_OUTPUT`` cell whose stored output prints a measured float."""
+    """One line per ``nbval-check-output`` cell whose stored output prints a measured float."""
     problems = []
     for index, cell in enumerate(nb["cells"]):
         src = _source(cell)
-        if cell["cell_type"] != "code" or not any(
-            line.strip().lstrip("#").strip() == "NBVAL_CHECK_OUTPUT" for line in src.splitlines()
-        ):
+        if cell["cell_type"] != "code" or CHECK_OUTPUT_TAG not in cell.get("metadata", {}).get("tags", []):
             continue
         bad = unstable_numbers(_output_text(cell), literals + "\n" + src)
         if bad:
             problems.append(
                 f"{name} cell {index} is output-checked but prints measured value(s) {bad}: print the bound "
-                f"they meet (shared.checks.within) or drop the NBVAL_CHECK_OUTPUT marker"
+                f"they meet (shared.checks.within) or drop its {CHECK_OUTPUT_TAG!r} tag"
             )
     return problems
 

@@ -250,17 +250,17 @@ def test_solution_keeps_outputs_and_stays_small(project):
     assert not errors, f"{path} was saved with an error output"
 
 
-NBVAL_MARKERS = {"NBVAL_CHECK_OUTPUT", "NBVAL_IGNORE_OUTPUT", "NBVAL_SKIP", "NBVAL_RAISES_EXCEPTION"}
+NBVAL_TAGS = {"nbval-check-output", "nbval-ignore-output", "nbval-skip", "raises-exception"}
 
 
 @pytest.mark.parametrize("project", PROJECTS)
-def test_nbval_markers_are_exact_lines_that_nbval_recognises(project):
-    # nbval only honours a marker written as the whole comment line; "# NBVAL_CHECK_OUTPUT: why" is ignored.
+def test_nbval_instructions_are_cell_tags_that_nbval_recognises_not_comments(project):
+    # Tags keep the code a learner sees free of test markers, and a starter's code equal to its solution's.
     nb = json.loads((ROOT / project / "solution.ipynb").read_text(encoding="utf-8"))
     for index, cell in enumerate(nb["cells"]):
-        for line in "".join(cell["source"]).splitlines():
-            if "NBVAL_" in line:
-                assert line.strip().lstrip("#").strip() in NBVAL_MARKERS, f"{project} cell {index}: {line!r}"
+        assert "NBVAL_" not in "".join(cell["source"]), f"{project} cell {index}: use a cell tag, not a comment"
+        for tag in cell.get("metadata", {}).get("tags", []):
+            assert not tag.startswith("nbval") or tag in NBVAL_TAGS, f"{project} cell {index}: unknown tag {tag!r}"
 
 
 # ----------------------------------------------------------------------------- starters ask, solutions answer
@@ -269,12 +269,14 @@ def test_nbval_markers_are_exact_lines_that_nbval_recognises(project):
 def test_answer_cells_become_a_prompt_and_markers_and_kernel_name_are_normalised():
     answer = {"cell_type": "markdown", "metadata": {"tags": ["answer"]}, "source": "**What happened.** 3.7 nats",
               "id": "a1"}
-    solution = _nb(("markdown", "## Part 1"), ("code", "# NBVAL_CHECK_OUTPUT\nprint(1)"), ("code", SOLUTION_CELL))
+    solution = _nb(("markdown", "## Part 1"), ("code", "print(1)"), ("code", SOLUTION_CELL))
+    solution["cells"][1]["metadata"]["tags"] = ["nbval-check-output", "keep-me"]
     solution["cells"].insert(1, answer)
     starter = nbt.make_starter(solution)
     texts = ["".join(c["source"]) for c in starter["cells"]]
     assert texts[0] == "## Part 1" and texts[1] == nbt.ANSWER_PROMPT
-    assert texts[2] == "print(1)"  # the test-runner marker is gone, the code is kept
+    assert texts[2] == "print(1)"
+    assert starter["cells"][2]["metadata"]["tags"] == ["keep-me"]  # the test runner's tag is gone
     assert starter["metadata"]["kernelspec"]["display_name"] == "Python 3 (ipykernel)"
     printed = _nb(("code", SOLUTION_CELL), ("code", "print(f'1. It fell by {drop:.2f}')"))
     printed["cells"][1]["metadata"]["tags"] = ["answer"]  # answers printed from the measurements
@@ -338,7 +340,8 @@ def test_unstable_numbers_allows_a_number_the_check_writes_as_an_input():
 
 
 def test_a_deliberately_unrounded_checked_output_is_caught():
-    nb = _nb(("code", "# NBVAL_CHECK_OUTPUT\ncheck(f)"), ("code", "print(err)"))
+    nb = _nb(("code", "check(f)"), ("code", "print(err)"))
+    nb["cells"][0]["metadata"]["tags"] = ["nbval-check-output"]
     nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout",
                                   "text": "✅ TODO 5 forward_cached: max abs err 1.5e-06\n"}]
     nb["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1.4e-06\n"}]  # unchecked
