@@ -57,7 +57,7 @@ def fmt(value: Any, limit: int = 300) -> str:
 def within(err: float, tol: float, what: str = "max abs err") -> str:
     """A measured error as the tolerance it met: ``"max abs err ≤ 1e-05"``.
 
-    A check's ✅ line is compared verbatim in CI (``# NBVAL_CHECK_OUTPUT``), so it states only what is the
+    A check's ✅ line is compared verbatim in CI (cell tag ``nbval-check-output``), so it states only what is the
     same on every CPU, thread count and torch version: the bound met, not the measured value, whose last
     digits move with the order of floating-point sums. (An error above ``tol`` that a relative tolerance
     still allowed is printed as measured.)

@@ -200,7 +200,7 @@ def grade(
     other_error = None
     if bad:
         first_line = bad[0].evalue.splitlines()[0] if bad[0].evalue else ""
-        other_error = f"{where(executed.cells, bad[0].index)} raised {bad[0].ename}: {first_line}"
+        other_error = f"{_where(executed.cells, bad[0].index)} raised {bad[0].ename}: {first_line}"
     for cell in executed.cells:
         if cell.cell_type != "code":
             continue
@@ -228,7 +228,7 @@ def grade(
     return results, other_error
 
 
-def where(cells: Any, index: int) -> str:
+def _where(cells: Any, index: int) -> str:
     """A cell as a learner finds it in JupyterLab (which shows no cell numbers): by its TODO, and its first line."""
     head = next((line.strip() for line in _source(cells[index]).splitlines() if line.strip()), "")
     head = head if len(head) <= 60 else head[:57] + "..."

@@ -286,12 +286,11 @@ def unstable_numbers(text: str, literals: str = "") -> list[str]:
 
 
 def _output_text(cell: dict[str, Any]) -> str:
+    """The text a code cell printed or displayed (stream output and text/plain results)."""
     parts = []
     for out in cell.get("outputs", []):
-        if out.get("output_type") == "stream":
-            parts.append(_source({"source": out.get("text", "")}))
-        elif "text/plain" in out.get("data", {}):
-            parts.append(_source({"source": out["data"]["text/plain"]}))
+        text = out.get("text", "") if out.get("output_type") == "stream" else out.get("data", {}).get("text/plain", "")
+        parts.append("".join(text) if isinstance(text, list) else text)
     return "".join(parts)
 
 
@@ -354,17 +353,20 @@ class StarterReport:
         return "\n".join(lines)
 
 
+def _parse_cell(source: str) -> ast.AST | None:
+    """A code cell's syntax tree with its IPython magics (``%``/``!`` lines) blanked; None if it does not parse."""
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        return ast.parse(code)
+    except SyntaxError:
+        return None
+
+
 def _bound_names(source: str) -> set[str]:
     """Names a cell binds at any level (a superset is fine: used only to excuse cascading NameErrors)."""
-    code = "\n".join(
-        "" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines()
-    )
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
-        return set()
+    tree = _parse_cell(source)
     names: set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(tree) if tree is not None else ():
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
         elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -377,10 +379,8 @@ def _bound_names(source: str) -> set[str]:
 
 def _loaded_names(source: str) -> set[str]:
     """Names a cell reads (used only to excuse errors that follow from an unfinished TODO)."""
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
+    tree = _parse_cell(source)
+    if tree is None:
         return set()
     return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
 
