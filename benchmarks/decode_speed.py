@@ -44,7 +44,6 @@ import argparse
 import ctypes
 import os
 import platform
-import resource
 import statistics
 import sys
 import threading
@@ -54,6 +53,7 @@ from collections.abc import Callable
 
 import torch
 
+from shared.device import current_rss_mib, peak_memory
 from shared.model import GPT, GPTConfig
 
 PROMPT_LEN = 16
@@ -188,15 +188,8 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 def current_rss() -> int:
-    """Resident set size of this process in bytes (Linux ``/proc/self/statm``)."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set size in MB (``ru_maxrss``: KiB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 1e6 if sys.platform == "darwin" else peak * 1024 / 1e6
+    """Resident set size of this process now, in bytes."""
+    return int(current_rss_mib() * 2**20)
 
 
 class HeapTrimmer:
@@ -354,7 +347,7 @@ def main() -> None:
                            for k, v in trimmer.calls.items() if k in timed_seconds)
         trim_note = (f"malloc_trim(0) between variants (untimed, {trimmer.calls.get('between', 0)} calls) and "
                      f"during one whenever RSS grew {TRIM_GROWTH >> 20} MiB: " + (during or "never"))
-    print(f"memory: peak RSS {peak_rss_mb():,.0f} MB; {trim_note}")
+    print(f"memory: peak RSS {peak_memory()['cpu_max_rss_mib'] * 2**20 / 1e6:,.0f} MB; {trim_note}")
     if load_at_start > 0.5 * (os.cpu_count() or 1):
         print(f"WARNING: load average {load_at_start:.2f} on {os.cpu_count()} cores before the run: the ratios "
               "are still side by side, but absolute tokens/s are unreliable")

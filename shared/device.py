@@ -45,6 +45,7 @@ __all__ = [
     "get_device",
     "needs_cuda",
     "peak_memory",
+    "current_rss_mib",
     "seed_everything",
     "set_threads",
     "time_median",
@@ -318,7 +319,7 @@ def _max_rss_mib() -> float | None:
     return rss / _MIB if sys.platform == "darwin" else rss / 1024
 
 
-def _current_rss_mib() -> float | None:
+def current_rss_mib() -> float | None:
     """Resident set size now, in MiB: ``/proc/self/statm`` on Linux, else the peak as a fallback."""
     try:
         with open("/proc/self/statm") as f:
@@ -373,7 +374,7 @@ class MemoryTracker:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             self._cuda_start = torch.cuda.memory_allocated(self.device)
-        self._rss_start = _current_rss_mib()
+        self._rss_start = current_rss_mib()
         return self
 
     def __exit__(
@@ -384,7 +385,7 @@ class MemoryTracker:
             peak = torch.cuda.max_memory_allocated(self.device)
             self.cuda_peak_mib = peak / _MIB
             self.cuda_delta_mib = (peak - self._cuda_start) / _MIB
-        end = _current_rss_mib()
+        end = current_rss_mib()
         if end is not None and self._rss_start is not None:
             self.cpu_rss_delta_mib = end - self._rss_start
 
