@@ -41,10 +41,10 @@ lint: setup
 # Maintainers: regenerate every starter from its solution. A starter that holds edits (differs from the
 # committed one) is copied to .hardway/backups/ first; learners use `hardway reset NN` instead.
 starters: setup
-	$(PY) -m shared.notebooks sync
+	$(PY) -m shared.tooling.notebooks sync
 
 check-starters: setup
-	$(PY) -m shared.notebooks sync --check
+	$(PY) -m shared.tooling.notebooks sync --check
 
 # Side-by-side speed benchmarks (training, decoding, BPE) against Hugging Face and naive baselines.
 bench: setup

@@ -10,11 +10,12 @@ continuations with their repetition statistics.
 
 The model is the shared tiny GPT (2 layers, d_model 64, one character per token). On the first start it
 is trained on Shakespeare for 300 steps (the slow part of the first start) and saved with
-``shared.train.save_checkpoint``; later starts load that checkpoint with the sha256-verified
-``shared.train.load_checkpoint``. Environment variables:
+``shared.checkpoint.save_checkpoint``; later starts load that checkpoint with the sha256-verified
+``shared.checkpoint.load_checkpoint``. Environment variables:
 
-* ``ENTROPY_PLOTTER_CACHE``: the checkpoint directory (default: ``<shared.data.default_cache_dir()>/07_entropy_plotter``,
-  i.e. ``$HARDWAY_CACHE`` or ``~/.cache/llm-hard-way``);
+* ``ENTROPY_PLOTTER_CACHE``: the checkpoint directory (default:
+  ``<shared.utils.default_cache_dir()>/07_entropy_plotter``, i.e. ``$HARDWAY_CACHE`` or
+  ``~/.cache/llm-hard-way``);
 * ``ENTROPY_PLOTTER_TEST_TRAIN_STEPS``: FOR TESTS ONLY, a smaller training budget (the tests set it so
   that they train in seconds; the dashboard's own default is ``TRAIN_STEPS``).
 """
@@ -37,9 +38,14 @@ import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from shared.data import CharTokenizer, default_cache_dir, load_shakespeare, make_get_batch, train_val_split  # noqa: E402
-from shared.model import GPT, GPTConfig, sampling_probs  # noqa: E402
-from shared.train import CheckpointError, TrainConfig, load_checkpoint, save_checkpoint, train  # noqa: E402
+from shared.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from shared.corpus import load_shakespeare  # noqa: E402
+from shared.data import make_get_batch, train_val_split  # noqa: E402
+from shared.model import GPT, GPTConfig  # noqa: E402
+from shared.sampling import sampling_probs  # noqa: E402
+from shared.tokenizers import CharTokenizer  # noqa: E402
+from shared.train import TrainConfig, train  # noqa: E402
+from shared.utils import default_cache_dir  # noqa: E402
 
 CACHE_ENV = "ENTROPY_PLOTTER_CACHE"
 TEST_STEPS_ENV = "ENTROPY_PLOTTER_TEST_TRAIN_STEPS"
@@ -76,7 +82,10 @@ def checkpoint_path(steps: int) -> Path:
 
 @st.cache_resource(show_spinner=False)
 def load_model(path: str) -> tuple[GPT, CharTokenizer]:
-    """Model and tokenizer from a checkpoint, verified by ``load_checkpoint`` (cached for the server's lifetime)."""
+    """Model and tokenizer from a checkpoint, verified by ``load_checkpoint``.
+
+    Cached for the server's lifetime.
+    """
     payload = load_checkpoint(path)
     try:
         tok = CharTokenizer.from_dict(payload["extra"]["tokenizer"])
@@ -89,7 +98,10 @@ def load_model(path: str) -> tuple[GPT, CharTokenizer]:
 
 
 def train_and_save(path: Path, steps: int, report: Any = None) -> str:
-    """Train the tiny GPT for ``steps`` steps, save it to ``path``; ``report(fraction, text)`` gets progress."""
+    """Train the tiny GPT for ``steps`` steps and save it to ``path``.
+
+    ``report(fraction, text)``, if given, gets progress.
+    """
     text = load_shakespeare()
     train_text, val_text = train_val_split(text)
     tok = CharTokenizer.from_text(text)
@@ -97,8 +109,8 @@ def train_and_save(path: Path, steps: int, report: Any = None) -> str:
     val_ids = torch.tensor(tok.encode(val_text[:100_000]))
     get_batch = make_get_batch(train_ids, val_ids, BLOCK_SIZE)
     config = GPTConfig(vocab_size=tok.vocab_size, block_size=BLOCK_SIZE, n_layer=2, n_head=4, d_model=64)
-    cfg = TrainConfig(max_steps=steps, batch_size=12, lr=6e-3, warmup_steps=min(30, steps), eval_interval=steps,
-                      eval_iters=5, seed=SEED, device="cpu")
+    cfg = TrainConfig(max_steps=steps, batch_size=12, lr=6e-3, warmup_steps=min(30, steps),
+                      eval_interval=steps, eval_iters=5, seed=SEED, device="cpu")
     torch.manual_seed(SEED)
     model = GPT(config)
     start = time.perf_counter()
@@ -116,7 +128,7 @@ def train_and_save(path: Path, steps: int, report: Any = None) -> str:
             f"{history.last('val_loss'):.2f} nats/char; saved to {path}")
 
 
-# ----------------------------------------------------------------------------------------------- sampling maths
+# --------------------------------------------------------------------------------------------- sampling maths
 
 
 def entropy_nats(probs: torch.Tensor) -> float:
@@ -175,7 +187,8 @@ def page() -> None:
         with st.spinner("Loading the model…"):
             model, tok = load_model(str(path))
     except CheckpointError as err:
-        st.warning(f"The saved model could not be used ({str(err).splitlines()[0][:160]}); training a new one.")
+        reason = str(err).splitlines()[0][:160]
+        st.warning(f"The saved model could not be used ({reason}); training a new one.")
         bar = st.progress(0.0, text="Training the model again…")
         origin = train_and_save(path, steps, lambda f, text: bar.progress(f, text=text))
         bar.empty()
@@ -254,8 +267,9 @@ def page() -> None:
                     axis=alt.Axis(values=[0.05, 0.1, 0.2, 0.5, 1, 2, 5], grid=False)),
             y=alt.Y("entropy (nats):Q", title="entropy (nats)"),
         )
-        here = alt.Chart(pd.DataFrame({"temperature": [max(temperature, 0.05)], "entropy (nats)": [h]})).mark_point(
-            size=120, color="red", filled=True).encode(x="temperature:Q", y="entropy (nats):Q")
+        your_t = pd.DataFrame({"temperature": [max(temperature, 0.05)], "entropy (nats)": [h]})
+        here = alt.Chart(your_t).mark_point(size=120, color="red", filled=True).encode(
+            x="temperature:Q", y="entropy (nats):Q")
         st.altair_chart((line + here).properties(height=320), width="stretch")
         st.caption(f"With your top-k/top-p; the red dot is your T. Uniform over {V} characters: "
                    f"ln {V} = {math.log(V):.2f} nats.")
@@ -265,8 +279,9 @@ def page() -> None:
     out = model.generate(ids.repeat(n_samples, 1), int(length), temperature=temperature, top_k=k, top_p=p,
                          generator=generator)  # (n_samples, T + length)
     texts = [tok.decode(row[ids.size(1):].tolist()) for row in out]
+    mean_repeated = sum(map(repeated_ngram_rate, texts)) / len(texts)
     st.write(f"distinct-4 across the {n_samples} samples: **{distinct_n(texts):.3f}** · mean repeated 4-gram "
-             f"rate: **{sum(map(repeated_ngram_rate, texts)) / len(texts):.3f}** (greedy loops push it towards 1)")
+             f"rate: **{mean_repeated:.3f}** (greedy loops push it towards 1)")
     for i, t in enumerate(texts):
         st.markdown(f"**Sample {i + 1}** · repeated 4-grams {repeated_ngram_rate(t):.2f}")
         st.code(prompt[-60:] + "▶" + t, language=None, wrap_lines=True)

@@ -1,9 +1,10 @@
-"""Byte-level BPE training speed: ``shared.bpe`` vs a naive trainer vs Hugging Face ``tokenizers`` (Rust).
+"""Byte-level BPE training speed: ``shared.tokenizers`` vs a naive trainer vs ``tokenizers`` (Rust).
 
 All three train on the same first 1 MB of the corpus with the GPT-2 pre-tokenizer regex, to vocabulary
-sizes 1 000 and 4 000 (256 bytes + merges). ``shared.bpe.train_bpe`` updates pair counts only in the
+sizes 1 000 and 4 000 (256 bytes + merges). ``shared.tokenizers.train_bpe`` updates pair counts only in the
 chunks that held the merged pair; ``train_bpe_naive`` recounts every pair before every merge (it
-learns identical merges — asserted); the Rust trainer is ``tokenizers.trainers.BpeTrainer`` with the
+learns identical merges — asserted); the Rust trainer is Hugging Face's
+``tokenizers.trainers.BpeTrainer`` with the
 ``ByteLevel`` pre-tokenizer (the same GPT-2 regex) and all 256 bytes as the initial alphabet.
 Held-out compression (UTF-8 bytes per token on the last 500 k characters) compares the vocabularies.
 
@@ -21,8 +22,8 @@ import os
 import statistics
 import time
 
-from shared.bpe import GPT2_PATTERN, BPETokenizer, train_bpe, train_bpe_naive
-from shared.data import load_shakespeare
+from shared.corpus import load_shakespeare
+from shared.tokenizers import GPT2_PATTERN, BPETokenizer, train_bpe, train_bpe_naive
 
 TRAIN_CHARS = 1_000_000
 HELDOUT_CHARS = 500_000
@@ -52,8 +53,10 @@ def timed(fn):
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--vocab", type=int, nargs="+", default=[1000, 4000], help="vocabulary sizes")
-    ap.add_argument("--rounds", type=int, default=3, help="timed rounds of shared.bpe and tokenizers")
-    ap.add_argument("--naive-max", type=int, default=1000, help="largest vocab size the naive trainer runs at")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="timed rounds of shared.tokenizers and tokenizers")
+    ap.add_argument("--naive-max", type=int, default=1000,
+                    help="largest vocab size the naive trainer runs at")
     args = ap.parse_args()
     load_at_start = os.getloadavg()[0]
 
@@ -63,7 +66,7 @@ def main() -> None:
     print(f"train {len(text.encode('utf-8')):,} bytes, held-out {held_bytes:,} bytes; GPT-2 pre-tokenizer; "
           f"load average (1 min) at start = {load_at_start:.2f} on {os.cpu_count()} cores; "
           f"RAYON_NUM_THREADS={os.environ.get('RAYON_NUM_THREADS', 'unset (all cores)')}")
-    header = (f"{'vocab':>6}{'shared.bpe s':>14}{'naive s':>10}{'tokenizers s':>14}{'vs naive':>10}"
+    header = (f"{'vocab':>6}{'shared.tokenizers s':>14}{'naive s':>10}{'tokenizers s':>14}{'vs naive':>10}"
               f"{'vs Rust':>9}{'bytes/tok ours':>16}{'Rust':>7}{'diff':>7}")
     print(header)
     print("-" * len(header))
@@ -88,7 +91,8 @@ def main() -> None:
             naive_s, vs_naive = f"{'not run':>10}", f"{'-':>10}"
         print(f"{v:>6}{t_ours:>14.2f}{naive_s}{t_rust:>14.2f}{vs_naive}{t_ours / t_rust:>8.1f}x"
               f"{bpt_ours:>16.3f}{bpt_rust:>7.3f}{bpt_ours / bpt_rust - 1:>+7.1%}")
-    print("vs naive = naive time / ours (higher is better); vs Rust = our time / tokenizers' (lower is better)")
+    print("vs naive = naive time / ours (higher is better); "
+          "vs Rust = our time / tokenizers' (lower is better)")
 
 
 if __name__ == "__main__":

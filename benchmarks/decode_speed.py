@@ -65,13 +65,15 @@ def build(max_new: int, vocab_size: int = 65) -> tuple[GPT, object]:
     from shared.hf import to_hf
 
     torch.manual_seed(0)
-    config = GPTConfig(vocab_size=vocab_size, block_size=PROMPT_LEN + max_new, n_layer=4, n_head=4, d_model=128)
+    config = GPTConfig(vocab_size=vocab_size, block_size=PROMPT_LEN + max_new, n_layer=4, n_head=4,
+                       d_model=128)
     model = GPT(config).eval()
     with torch.no_grad():
         for p in model.parameters():
             p.add_(0.02 * torch.randn_like(p))
     hf = to_hf(model)
-    hf.hardway_context_guard.remove()  # time plain transformers (the guard costs ~3 us a step; we stay in context)
+    # time plain transformers (the guard costs ~3 us a step; we stay in context)
+    hf.hardway_context_guard.remove()
     return model, hf
 
 
@@ -107,8 +109,9 @@ def three_ways(model: GPT, hf, prompts: torch.Tensor, new: int, seed: int | None
     decoders = {
         "cached": lambda: model.generate(prompts, new, temperature=float(sample), use_cache=True),
         "uncached": lambda: model.generate(prompts, new, temperature=float(sample), use_cache=False),
-        "HF generate": lambda: hf.generate(prompts, attention_mask=torch.ones_like(prompts), max_new_tokens=new,
-                                           min_new_tokens=new, use_cache=True, pad_token_id=0, **kw),
+        "HF generate": lambda: hf.generate(prompts, attention_mask=torch.ones_like(prompts),
+                                           max_new_tokens=new, min_new_tokens=new, use_cache=True,
+                                           pad_token_id=0, **kw),
     }
     outs = {}
     for name, fn in decoders.items():
@@ -119,7 +122,9 @@ def three_ways(model: GPT, hf, prompts: torch.Tensor, new: int, seed: int | None
         if not torch.equal(outs["cached"], out):
             row, col = (outs["cached"] != out).nonzero()[0].tolist()
             how = f"sampling (seed {seed})" if sample else "greedy"
-            raise AssertionError(f"{how}: the cached decoder and {name} disagree: prompt {row}, position {col}")
+            raise AssertionError(
+                f"{how}: the cached decoder and {name} disagree: prompt {row}, position {col}"
+            )
     return outs["cached"]
 
 
@@ -131,7 +136,8 @@ def continuation_stats(out: torch.Tensor, prompt_len: int) -> tuple[int, int, in
 
 def held_out_prompts(n: int = 4, length: int = PROMPT_LEN) -> list[str]:
     """``n`` prompts of ``length`` characters, each starting a line of the held-out 10 % of the corpus."""
-    from shared.data import load_shakespeare, train_val_split
+    from shared.corpus import load_shakespeare
+    from shared.data import train_val_split
 
     val = train_val_split(load_shakespeare(), 0.1)[1]
     starts = []
@@ -144,7 +150,8 @@ def held_out_prompts(n: int = 4, length: int = PROMPT_LEN) -> list[str]:
 
 
 def trained_identity_check(seed: int = 1234) -> None:
-    """Part 1: the base model, cached vs uncached vs HF, greedy and sampled, its full context; prints the evidence."""
+    """Part 1: the base model, cached vs uncached vs HF, greedy and sampled, its full context; prints the
+    evidence."""
     from shared.hf import to_hf
     from shared.pretrained import load_base_model
 
@@ -154,8 +161,8 @@ def trained_identity_check(seed: int = 1234) -> None:
     prompts = torch.tensor([tok.encode(t) for t in texts])  # (4, 16)
     P = prompts.size(1)
     new = model.config.block_size - P  # fill the context exactly: the GPT-2 export has no position beyond it
-    print(f"token identity on a trained model: the pre-trained Shakespeare base model ({model.num_params():,} "
-          f"non-embedding params), {len(texts)} held-out prompts of {P} characters, "
+    print(f"token identity on a trained model: the pre-trained Shakespeare base model "
+          f"({model.num_params():,} non-embedding params), {len(texts)} held-out prompts of {P} characters, "
           f"{new} new tokens each (its whole {model.config.block_size}-token context)")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # a tiny model: a second thread only adds synchronisation
@@ -165,8 +172,9 @@ def trained_identity_check(seed: int = 1234) -> None:
                 out = three_ways(model, hf, prompts, new, seed=s)
                 n, distinct, run = continuation_stats(out, P)
                 different = len({tuple(row) for row in out[:, P:].tolist()})
-                print(f"{how}: cached = uncached = HF generate on all {n} new tokens: {distinct} distinct tokens, "
-                      f"longest run of one token {run}, {different} different continuations of {len(texts)}")
+                print(f"{how}: cached = uncached = HF generate on all {n} new tokens: {distinct} distinct "
+                      f"tokens, longest run of one token {run}, {different} different continuations of "
+                      f"{len(texts)}")
                 for text, row in zip(texts, out.tolist(), strict=True):
                     print(f"  {text!r} -> {tok.decode(row[P:])!r}")
     finally:
@@ -193,7 +201,8 @@ def current_rss() -> int:
 
 
 class HeapTrimmer:
-    """A daemon thread that calls ``trim()`` whenever ``rss()`` has grown by ``growth`` bytes since the last call.
+    """A daemon thread that calls ``trim()`` whenever ``rss()`` has grown by ``growth`` bytes since the last
+    call.
 
     ``label`` names what is running now (set it before each timed variant); calls and seconds are
     kept per label. :meth:`between` trims at once (call it between timed variants, so that none
@@ -262,11 +271,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed rounds per variant (alternating)")
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                     help="torch intra-op thread counts to measure (all variants use the same one)")
-    ap.add_argument("--profile", action="store_true", help="print a torch.profiler table of one cached decode")
+    ap.add_argument("--profile", action="store_true",
+                    help="print a torch.profiler table of one cached decode")
     ap.add_argument("--skip-trained-check", action="store_true",
-                    help="skip part 1 (token identity on the pre-trained base model, which trains it if not cached)")
+                    help="skip part 1 (token identity on the pre-trained base model, which trains it if "
+                         "not cached)")
     ap.add_argument("--no-trim", action="store_true",
-                    help="never call malloc_trim: glibc keeps the uncached baseline's freed heap resident (GBs)")
+                    help="never call malloc_trim: glibc keeps the uncached baseline's freed heap resident "
+                         "(GBs)")
     args = ap.parse_args()
     if any(t < 1 for t in args.threads) or any(n < 1 for n in args.lengths) or args.rounds < 1:
         ap.error("--threads, --lengths and --rounds take integers >= 1")
@@ -280,7 +292,8 @@ def main() -> None:
 
     longest = max(args.lengths)
     model, hf = build(longest)
-    prompt = torch.randint(0, model.config.vocab_size, (1, PROMPT_LEN), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    prompt = torch.randint(0, model.config.vocab_size, (1, PROMPT_LEN), generator=g)
     mask = torch.ones_like(prompt)
     variants = {
         "cached": lambda n: model.generate(prompt, n, temperature=0.0, use_cache=True),
@@ -302,8 +315,8 @@ def main() -> None:
             trimmer.label = "warm-up"
             for fn in variants.values():  # warm up every path once
                 fn(8)
-            header = (f"{'threads':>7}{'new tokens':>11}{'cached tok/s':>14}{'uncached tok/s':>16}{'HF tok/s':>10}"
-                      f"{'cache speed-up':>16}{'vs HF':>8}{'same tokens':>13}")
+            header = (f"{'threads':>7}{'new tokens':>11}{'cached tok/s':>14}{'uncached tok/s':>16}"
+                      f"{'HF tok/s':>10}{'cache speed-up':>16}{'vs HF':>8}{'same tokens':>13}")
             print(header)
             print("-" * len(header))
             for n in args.lengths:
@@ -317,7 +330,8 @@ def main() -> None:
                         trimmer.between()  # untimed: the next variant starts from a trimmed heap
                         times[name].append(sec)
                         timed_seconds[name] += sec
-                same = torch.equal(outs["cached"], outs["uncached"]) and torch.equal(outs["cached"], outs["hf"])
+                same = (torch.equal(outs["cached"], outs["uncached"])
+                        and torch.equal(outs["cached"], outs["hf"]))
                 assert outs["cached"].shape == (1, PROMPT_LEN + n), outs["cached"].shape
                 assert same, f"the three decoders disagree at {n} new tokens"
                 if n == longest:
@@ -334,8 +348,8 @@ def main() -> None:
                 variants["cached"](128)
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
     count, distinct, run = degenerate
-    print(f"the random timing model's greedy {count} tokens hold {distinct} distinct tokens, longest run {run}: "
-          f"'same tokens' above is a consistency check; the evidence is "
+    print(f"the random timing model's greedy {count} tokens hold {distinct} distinct tokens, longest run "
+          f"{run}: 'same tokens' above is a consistency check; the evidence is "
           + ("part 1 (trained model)" if not args.skip_trained_check else "part 1, skipped here"))
     if args.no_trim:
         trim_note = "malloc_trim off (--no-trim)"
@@ -345,12 +359,12 @@ def main() -> None:
         during = ", ".join(f"{k}: {v} calls, {trimmer.seconds[k]:.2f} s = "
                            f"{100 * trimmer.seconds[k] / timed_seconds[k]:.1f} % of its timed time"
                            for k, v in trimmer.calls.items() if k in timed_seconds)
-        trim_note = (f"malloc_trim(0) between variants (untimed, {trimmer.calls.get('between', 0)} calls) and "
-                     f"during one whenever RSS grew {TRIM_GROWTH >> 20} MiB: " + (during or "never"))
+        trim_note = (f"malloc_trim(0) between variants (untimed, {trimmer.calls.get('between', 0)} calls) "
+                     f"and during one whenever RSS grew {TRIM_GROWTH >> 20} MiB: " + (during or "never"))
     print(f"memory: peak RSS {peak_memory()['cpu_max_rss_mib'] * 2**20 / 1e6:,.0f} MB; {trim_note}")
     if load_at_start > 0.5 * (os.cpu_count() or 1):
-        print(f"WARNING: load average {load_at_start:.2f} on {os.cpu_count()} cores before the run: the ratios "
-              "are still side by side, but absolute tokens/s are unreliable")
+        print(f"WARNING: load average {load_at_start:.2f} on {os.cpu_count()} cores before the run: the "
+              "ratios are still side by side, but absolute tokens/s are unreliable")
 
 
 if __name__ == "__main__":

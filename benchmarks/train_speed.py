@@ -32,8 +32,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from shared.data import load_shakespeare
+from shared.corpus import load_shakespeare
 from shared.model import GPT, GPTConfig
+from shared.train import TrainConfig, make_optimizer
 
 
 def char_dataset(text: str) -> tuple[torch.Tensor, int]:
@@ -75,7 +76,7 @@ def matmul_flops(n: int, m: int | None = None, k: int | None = None, reps: int =
 
 
 class HFLoss(torch.nn.Module):
-    """A transformers causal LM as ``(x, y) -> (logits, loss)``, the loss computed exactly as GPT.forward does."""
+    """A transformers causal LM as ``(x, y) -> (logits, loss)``, the loss computed as GPT.forward does."""
 
     def __init__(self, hf: torch.nn.Module) -> None:
         super().__init__()
@@ -90,7 +91,7 @@ class Trainer:
     """One model + optimizer + a fixed set of batches; ``run(steps)`` returns the seconds of each step.
 
     ``hf=True`` trains transformers' GPT2LMHeadModel holding the same initial weights instead (same
-    optimizer: ``GPT.configure_optimizer`` applied to its parameters, fused AdamW, decay on matrices).
+    optimizer: ``shared.train.make_optimizer`` applied to its parameters, fused AdamW, decay on matrices).
     """
 
     def __init__(self, config: GPTConfig, batches, compile_model: bool = False, hf: bool = False) -> None:
@@ -101,7 +102,7 @@ class Trainer:
 
             self.model = HFLoss(to_hf(self.model))
         self.model.train()
-        self.opt = GPT.configure_optimizer(self.model, weight_decay=0.1, lr=1e-3, betas=(0.9, 0.99))
+        self.opt = make_optimizer(self.model, TrainConfig(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.99)))
         self.fwd = torch.compile(self.model) if compile_model else self.model
         self.batches = batches
         self.i = 0

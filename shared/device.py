@@ -1,6 +1,8 @@
 """Device choice, seeding, threads, timing and memory: the first cell of every notebook.
 
 * :func:`get_device` picks CUDA, then Apple MPS, then the CPU; ``HARDWAY_DEVICE=cpu`` forces a choice.
+  It is the one device resolver: ``shared.train.train`` (``TrainConfig(device="auto")``) and
+  ``shared.sweep`` call it, so ``HARDWAY_DEVICE`` steers training too.
 * :func:`seed_everything` seeds Python, NumPy and torch (CPU and CUDA) and hands back a generator.
 * :func:`set_threads` sets torch's intra-op thread count from ``HARDWAY_THREADS``/``OMP_NUM_THREADS``.
 * :func:`time_median` and :func:`compare_timings` time code the way benchmarks should be timed on a
@@ -43,6 +45,7 @@ __all__ = [
     "compare_timings",
     "describe_device",
     "get_device",
+    "is_device_spec",
     "needs_cuda",
     "peak_memory",
     "current_rss_mib",
@@ -76,19 +79,35 @@ def available_devices() -> list[str]:
     return found
 
 
+def is_device_spec(spec: object) -> bool:
+    """Whether ``spec`` is a device spelling :func:`get_device` accepts (availability aside).
+
+    ``"auto"``, ``"cpu"``, ``"mps"``, ``"cuda"`` or ``"cuda:<index>"``, any case, surrounding spaces
+    ignored; a ``torch.device`` always is one. For validating a config before the machine is known.
+    """
+    if isinstance(spec, torch.device):
+        return True
+    if not isinstance(spec, str):
+        return False
+    text = spec.strip().lower()
+    return text == "auto" or _DEVICE_SPEC.fullmatch(text) is not None
+
+
 def get_device(prefer: str | torch.device | None = None) -> torch.device:
     """The device to compute on: ``prefer`` if given, else ``$HARDWAY_DEVICE``, else the best available.
 
     "Best available" is CUDA, then MPS (Apple silicon), then CPU. ``prefer`` and the environment
-    variable accept ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or ``"auto"`` (best available);
-    set ``HARDWAY_DEVICE=cpu`` to run a CUDA machine's notebooks on the CPU.
+    variable accept ``"cuda"``, ``"cuda:1"``, ``"mps"``, ``"cpu"`` or ``"auto"``; set
+    ``HARDWAY_DEVICE=cpu`` to run a CUDA machine's notebooks on the CPU. ``prefer="auto"`` means
+    the same as no preference (``$HARDWAY_DEVICE`` if set, else the best available), so that
+    ``TrainConfig(device="auto")`` honours the environment; an explicit device wins over it.
 
     Raises:
         ValueError: the request is not one of the accepted spellings.
         RuntimeError: the requested device is not available here (the message lists what is).
     """
     source = "prefer"
-    if prefer is None:
+    if prefer is None or (isinstance(prefer, str) and prefer.strip().lower() == "auto"):
         env = os.environ.get("HARDWAY_DEVICE", "").strip()
         prefer, source = (env, "HARDWAY_DEVICE") if env else ("auto", "auto")
     spec = str(prefer).strip().lower()
@@ -101,7 +120,8 @@ def get_device(prefer: str | torch.device | None = None) -> torch.device:
     m = _DEVICE_SPEC.fullmatch(spec)
     if m is None:
         raise ValueError(
-            f"get_device: {source}={prefer!r} is not a device; use 'auto', 'cuda', 'cuda:<index>', 'mps' or 'cpu'"
+            f"get_device: {source}={prefer!r} is not a device; "
+            "use 'auto', 'cuda', 'cuda:<index>', 'mps' or 'cpu'"
         )
     kind, index = m["type"], m["index"]
     available = {
@@ -215,7 +235,8 @@ class TimingResult:
         return len(self.samples)
 
     def __str__(self) -> str:
-        return f"median {_format_seconds(self.median)} over {self.repeats} runs (min {_format_seconds(self.min)})"
+        median, fastest = _format_seconds(self.median), _format_seconds(self.min)
+        return f"median {median} over {self.repeats} runs (min {fastest})"
 
 
 def _check_counts(owner: str, repeats: int, warmup: int) -> None:

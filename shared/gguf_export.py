@@ -34,7 +34,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ import numpy as np
 import torch
 
 from shared.model import GPT, GPTConfig
+from shared.utils import atomic_path
 
 __all__ = [
     "ARCH",
@@ -110,7 +110,9 @@ def _tensors_to_store(model: GPT) -> dict[str, np.ndarray]:
     out = {}
     for name, t in state.items():
         if not t.is_floating_point():
-            raise ValueError(f"export_gguf: tensor {name!r} has dtype {t.dtype}; only float tensors are exported")
+            raise ValueError(
+                f"export_gguf: tensor {name!r} has dtype {t.dtype}; only float tensors are exported"
+            )
         out[name] = t.detach().to("cpu", torch.float32).contiguous().numpy()
     return out
 
@@ -138,9 +140,7 @@ def export_gguf(model: GPT, path: str | os.PathLike[str], quantize: str = "q8_0"
             raise ValueError(f"export_gguf: tensor {name!r} holds NaN or inf; refusing to export it")
 
     cfg = model.config
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         writer = gguf.GGUFWriter(tmp, ARCH)
         writer.add_name("llm-hard-way tiny GPT")
         writer.add_context_length(cfg.block_size)
@@ -165,14 +165,6 @@ def export_gguf(model: GPT, path: str | os.PathLike[str], quantize: str = "q8_0"
         writer.write_kv_data_to_file()
         writer.write_tensors_to_file()
         writer.close()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
     return path
 
 
@@ -223,7 +215,8 @@ def read_gguf(path: str | os.PathLike[str]) -> GGUFContents:
 
 
 def load_gguf_model(path: str | os.PathLike[str]) -> GPT:
-    """A :class:`~shared.model.GPT` built from the config stored in ``path``, holding its (dequantized) weights."""
+    """A :class:`~shared.model.GPT` built from the config stored in ``path``, holding its (dequantized)
+    weights."""
     contents = read_gguf(path)
     model = GPT(contents.config)
     state = {name: torch.from_numpy(array.copy()) for name, array in contents.tensors.items()}
@@ -231,6 +224,8 @@ def load_gguf_model(path: str | os.PathLike[str]) -> GPT:
         state["lm_head.weight"] = state["transformer.wte.weight"]
     missing, unexpected = set(model.state_dict()) - set(state), set(state) - set(model.state_dict())
     if missing or unexpected:
-        raise ValueError(f"load_gguf_model: tensors missing {sorted(missing)}, unexpected {sorted(unexpected)}")
+        raise ValueError(
+            f"load_gguf_model: tensors missing {sorted(missing)}, unexpected {sorted(unexpected)}"
+        )
     model.load_state_dict(state)
     return model.eval()

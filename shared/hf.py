@@ -48,7 +48,9 @@ from shared.model import GPT, GPTConfig
 __all__ = ["hf_architecture", "to_hf", "from_hf", "save_hf", "load_hf", "ContextGuard"]
 
 _GPT2_ACTIVATIONS = {"gelu": "gelu", "gelu_tanh": "gelu_new", "relu": "relu"}
-_GPT2_ACTIVATIONS_BACK = {"gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"}
+_GPT2_ACTIVATIONS_BACK = {
+    "gelu": "gelu", "gelu_new": "gelu_tanh", "gelu_pytorch_tanh": "gelu_tanh", "relu": "relu"
+}
 
 
 def _transformers() -> Any:
@@ -149,7 +151,8 @@ def _llama_config(config: GPTConfig) -> Any:
 
 
 def _gpt2_state(model: GPT) -> dict[str, torch.Tensor]:
-    """Our state dict in GPT2LMHeadModel's names; HF's Conv1D stores (in, out), so Linear weights are transposed."""
+    """Our state dict in GPT2LMHeadModel's names; HF's Conv1D stores (in, out), so Linear weights are
+    transposed."""
     c = model.config
     sd = {}
     conv1d = ("attn.c_attn", "attn.c_proj", "mlp.c_fc", "mlp.c_proj")
@@ -160,9 +163,9 @@ def _gpt2_state(model: GPT) -> dict[str, torch.Tensor]:
     # GPT-2 always has biases: a bias-free model exports exact zeros
     for i in range(c.n_layer):
         p = f"transformer.h.{i}."
-        for m, width in (("attn.c_attn", (c.n_head + 2 * c.kv_heads) * c.head_dim), ("attn.c_proj", c.d_model),
-                         ("mlp.c_fc", c.ff_dim), ("mlp.c_proj", c.d_model), ("ln_1", c.d_model),
-                         ("ln_2", c.d_model)):
+        for m, width in (("attn.c_attn", (c.n_head + 2 * c.kv_heads) * c.head_dim),
+                         ("attn.c_proj", c.d_model), ("mlp.c_fc", c.ff_dim), ("mlp.c_proj", c.d_model),
+                         ("ln_1", c.d_model), ("ln_2", c.d_model)):
             sd.setdefault(p + m + ".bias", torch.zeros(width))
     sd.setdefault("transformer.ln_f.bias", torch.zeros(c.d_model))
     return sd
@@ -198,7 +201,8 @@ def _load_exact(target: torch.nn.Module, state: dict[str, torch.Tensor], what: s
     expected = {k for k in target.state_dict() if not k.endswith(".attn.bias") and "rotary_emb" not in k
                 and not k.endswith(".attn.masked_bias")}
     cfg = target.config
-    tied = {"lm_head.weight"} if getattr(cfg, "tie_word_embeddings", getattr(cfg, "tie_embeddings", False)) else set()
+    tie = getattr(cfg, "tie_word_embeddings", getattr(cfg, "tie_embeddings", False))
+    tied = {"lm_head.weight"} if tie else set()
     missing = expected - set(state) - tied
     unexpected = set(state) - set(target.state_dict())
     if missing or unexpected:
@@ -208,7 +212,9 @@ def _load_exact(target: torch.nn.Module, state: dict[str, torch.Tensor], what: s
         own = target.state_dict()
         for name, t in state.items():
             if own[name].shape != t.shape:
-                raise ValueError(f"{what}: {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}")
+                raise ValueError(
+                    f"{what}: {name} has shape {tuple(t.shape)}, expected {tuple(own[name].shape)}"
+                )
             own[name].copy_(t)
 
 
@@ -253,16 +259,18 @@ class ContextGuard:
             raise ValueError(
                 f"this GPT2LMHeadModel (exported by shared.hf.to_hf) has {self.block_size} learned positions "
                 f"(block_size) and was asked for position {end - 1}. shared.GPT.generate would crop the "
-                f"sequence to its last {self.block_size} tokens; transformers cannot. Keep prompt + new tokens "
-                f"<= {self.block_size}, or crop the input to its last {self.block_size} tokens yourself."
+                f"sequence to its last {self.block_size} tokens; transformers cannot. Keep prompt + new "
+                f"tokens <= {self.block_size}, or crop the input to its last {self.block_size} tokens "
+                "yourself."
             )
         if not self.warned:
             self.warned = True
             warnings.warn(
                 f"this LlamaForCausalLM (exported by shared.hf.to_hf) now sees {end} tokens, more than "
-                f"block_size = max_position_embeddings = {self.block_size}: it attends to the whole sequence, "
-                f"while shared.GPT.generate crops to the last {self.block_size} tokens, so from here on its logits, "
-                "and soon its tokens, differ from shared.GPT's (at positions the model was never trained on).",
+                f"block_size = max_position_embeddings = {self.block_size}: it attends to the whole "
+                f"sequence, while shared.GPT.generate crops to the last {self.block_size} tokens, so from "
+                "here on its logits, and soon its tokens, differ from shared.GPT's (at positions the model "
+                "was never trained on).",
                 UserWarning, stacklevel=2,
             )
 
@@ -304,7 +312,9 @@ def _rope_theta(cfg: Any) -> float:
         params = dict(getattr(cfg, "rope_scaling", None) or {}, rope_theta=cfg.rope_theta)
     rope_type = params.get("rope_type", params.get("type", "default"))
     if rope_type != "default":
-        raise ValueError(f"Llama rope_type={rope_type!r} (RoPE scaling) has no GPTConfig switch; only 'default'")
+        raise ValueError(
+            f"Llama rope_type={rope_type!r} (RoPE scaling) has no GPTConfig switch; only 'default'"
+        )
     return float(params["rope_theta"])
 
 
@@ -333,7 +343,9 @@ def from_hf(hf: Any) -> GPT:
     elif isinstance(hf, tf.LlamaForCausalLM):
         cfg = hf.config
         if cfg.hidden_act != "silu":
-            raise ValueError(f"Llama hidden_act={cfg.hidden_act!r}: only 'silu' (SwiGLU) has a GPTConfig switch")
+            raise ValueError(
+                f"Llama hidden_act={cfg.hidden_act!r}: only 'silu' (SwiGLU) has a GPTConfig switch"
+            )
         if bool(cfg.attention_bias) != bool(getattr(cfg, "mlp_bias", False)):
             raise ValueError("Llama attention_bias and mlp_bias differ; GPTConfig.bias sets both")
         head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
@@ -393,7 +405,9 @@ def load_hf(directory: str | os.PathLike) -> GPT:
     """Read a transformers checkpoint directory (local files only, safetensors) back into a ``shared.GPT``."""
     directory = Path(directory)
     if not (directory / "config.json").is_file():
-        raise FileNotFoundError(f"load_hf: {directory} has no config.json (expected a save_pretrained directory)")
+        raise FileNotFoundError(
+            f"load_hf: {directory} has no config.json (expected a save_pretrained directory)"
+        )
     tf = _transformers()
     hf = tf.AutoModelForCausalLM.from_pretrained(directory, local_files_only=True, use_safetensors=True)
     return from_hf(hf)

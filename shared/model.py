@@ -26,10 +26,17 @@ switch                     papers
 ``attn_impl``              the written-out softmax vs ``F.scaled_dot_product_attention``
 =========================  ==================================================================
 
-Inference helpers: a preallocated KV cache (Pope et al. 2022, "Efficiently Scaling Transformer
-Inference", §2) and ``generate`` with temperature, top-k (Fan et al. 2018) and nucleus / top-p
-(Holtzman et al. 2020) sampling. Accounting: ``num_params`` and ``flops_per_token`` (Kaplan et al.
-2020, §2.1; Hoffmann et al. 2022, Appendix F).
+Extension points: ``GPT(config, mask_fn=...)`` replaces the attention mask with your own function
+of the query and key positions, and ``with model.record(attention=True, hidden=True) as rec``
+returns the attention weights and the hidden states of a forward pass.
+
+Beside the core, in modules of their own: config and argument checks (``shared.model_checks``),
+torch-version shims (``shared.compat``), positions and masks (``shared.positions``: sinusoidal,
+RoPE, ALiBi, ``attention_allowed``), the mixture of experts (``shared.moe``), the preallocated KV
+cache (Pope et al. 2022, "Efficiently Scaling Transformer Inference", §2; ``shared.kv_cache``) and
+the sampling filters ``generate`` uses: temperature, top-k (Fan et al. 2018) and nucleus / top-p
+(Holtzman et al. 2020) (``shared.sampling``). Accounting: ``num_params`` and ``flops_per_token``
+(Kaplan et al. 2020, §2.1; Hoffmann et al. 2022, Appendix F).
 
 Shape names used in the comments: B batch, T sequence length (queries), S key length (cache
 length), C = d_model, nh query heads, nkv key/value heads, hs head size, V vocabulary,
@@ -38,47 +45,30 @@ E experts, N = B*T tokens.
 
 from __future__ import annotations
 
-import inspect
 import math
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-_TORCH_VERSION = tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2])
+from shared.data import IGNORE_INDEX
+from shared.kv_cache import KVCache
+from shared.model_checks import check_config, check_forward_inputs, check_generate_args, check_mask
+from shared.moe import MoE
+from shared.positions import alibi_slopes, apply_rope, attention_allowed, rope_cos_sin, sinusoidal_positions
+from shared.sampling import sampling_probs
 
-
-def _is_compiling() -> bool:
-    """True inside ``torch.compile`` tracing (``torch.compiler.is_compiling`` exists from torch 2.3)."""
-    compiler = getattr(torch, "compiler", None)
-    return bool(compiler is not None and hasattr(compiler, "is_compiling") and compiler.is_compiling())
-
-POS_ENCODINGS = ("none", "learned", "sinusoidal", "rope", "alibi")
-NORMS = ("layernorm", "rmsnorm", "none")
-NORM_PLACEMENTS = ("pre", "post")
-ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "swiglu")
-ATTN_MASKS = ("causal", "prefix", "bidirectional")
-ATTN_IMPLS = ("sdpa", "manual")
-IGNORE_INDEX = -100  # the targets value that F.cross_entropy skips (masked positions)
-
-
-# ----------------------------------------------------------------------------------------------
-# Config
-# ----------------------------------------------------------------------------------------------
-
-
-def _is_int(x: object) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
-
-
-def _is_real(x: object) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+# mask_fn(q_pos (T,), k_pos (S,)) -> bool (T, S) or (B or 1, 1, T, S); True = may attend
+MaskFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 @dataclass
 class GPTConfig:
-    """Every switch of the tiny GPT. Invalid values raise ``ValueError`` naming field, value and rule.
+    """Every switch of the tiny GPT. Invalid values raise ``ValueError`` naming field, value and rule
+    (the checks are in ``shared.model_checks``, which also lists the values each switch accepts).
 
     ``n_kv_head=None`` means ``n_head`` (plain multi-head attention) and ``d_ff=None`` means the
     default width below. Both ``None`` values are kept as ``None`` on the config and resolved by the
@@ -100,72 +90,22 @@ class GPTConfig:
     d_ff: int | None = None  # None -> 4*d_model (swiglu: see class docstring)
     dropout: float = 0.0
     bias: bool = True  # biases in Linear layers and LayerNorm
-    pos_encoding: str = "learned"
+    pos_encoding: str = "learned"  # "none" | "learned" | "sinusoidal" | "rope" | "alibi"
     rope_base: float = 10000.0
-    norm: str = "layernorm"
-    norm_placement: str = "pre"
+    norm: str = "layernorm"  # "layernorm" | "rmsnorm" | "none"
+    norm_placement: str = "pre"  # "pre" | "post"
     norm_eps: float = 1e-5
-    activation: str = "gelu"
-    attn_mask: str = "causal"
+    activation: str = "gelu"  # "relu" | "gelu" | "gelu_tanh" | "swiglu"
+    attn_mask: str = "causal"  # "causal" | "prefix" | "bidirectional"
     sliding_window: int | None = None  # None -> full attention; W -> keys with |i - j| < W
     n_experts: int = 0  # 0 -> dense FFN; >= 1 -> mixture-of-experts FFN in every block
     moe_top_k: int = 1  # experts per token (1 = Switch routing)
     moe_aux_loss_coef: float = 0.01  # Switch Transformer uses alpha = 1e-2
     tie_embeddings: bool = True
-    attn_impl: str = "sdpa"
+    attn_impl: str = "sdpa"  # "sdpa" | "manual" (the written-out softmax)
 
     def __post_init__(self) -> None:
-        def fail(field: str, rule: str) -> None:
-            raise ValueError(f"GPTConfig.{field}={getattr(self, field)!r} {rule}")
-
-        for field in ("vocab_size", "block_size", "n_layer", "n_head", "d_model"):
-            if not _is_int(getattr(self, field)) or getattr(self, field) < 1:
-                fail(field, "must be a positive int")
-        if self.n_kv_head is not None:
-            if not _is_int(self.n_kv_head) or self.n_kv_head < 1:
-                fail("n_kv_head", "must be None or a positive int")
-            if self.n_head % self.n_kv_head != 0:
-                fail("n_kv_head", f"must divide n_head={self.n_head}")
-        if self.d_model % self.n_head != 0:
-            fail("n_head", f"must divide d_model={self.d_model}")
-        if self.d_ff is not None and (not _is_int(self.d_ff) or self.d_ff < 1):
-            fail("d_ff", "must be None or a positive int")
-        if not _is_real(self.dropout) or not 0.0 <= self.dropout < 1.0:
-            fail("dropout", "must be a float with 0 <= dropout < 1")
-        for field in ("bias", "tie_embeddings"):
-            if not isinstance(getattr(self, field), bool):
-                fail(field, "must be True or False")
-        options = {
-            "pos_encoding": POS_ENCODINGS,
-            "norm": NORMS,
-            "norm_placement": NORM_PLACEMENTS,
-            "activation": ACTIVATIONS,
-            "attn_mask": ATTN_MASKS,
-            "attn_impl": ATTN_IMPLS,
-        }
-        for field, allowed in options.items():
-            if getattr(self, field) not in allowed:
-                fail(field, f"is not one of {allowed}")
-        if not _is_real(self.rope_base) or self.rope_base <= 0:
-            fail("rope_base", "must be a positive number")
-        if self.pos_encoding == "rope" and self.head_dim % 2 != 0:
-            fail("pos_encoding", f"needs an even head size, got d_model/n_head={self.head_dim}")
-        if self.pos_encoding == "sinusoidal" and self.d_model % 2 != 0:
-            fail("pos_encoding", f"needs an even d_model, got {self.d_model}")
-        if not _is_real(self.norm_eps) or self.norm_eps <= 0:
-            fail("norm_eps", "must be a positive number")
-        if self.sliding_window is not None and (
-            not _is_int(self.sliding_window) or self.sliding_window < 1
-        ):
-            fail("sliding_window", "must be None or an int >= 1")
-        if not _is_int(self.n_experts) or self.n_experts < 0:
-            fail("n_experts", "must be an int >= 0 (0 = dense FFN)")
-        if not _is_int(self.moe_top_k) or self.moe_top_k < 1:
-            fail("moe_top_k", "must be an int >= 1")
-        if self.n_experts > 0 and self.moe_top_k > self.n_experts:
-            fail("moe_top_k", f"must be <= n_experts={self.n_experts}")
-        if not _is_real(self.moe_aux_loss_coef) or self.moe_aux_loss_coef < 0:
-            fail("moe_aux_loss_coef", "must be a number >= 0")
+        check_config(self)
 
     @property
     def head_dim(self) -> int:
@@ -185,108 +125,6 @@ class GPTConfig:
         if self.activation == "swiglu":
             return 8 * math.ceil((8 * self.d_model // 3) / 8)
         return 4 * self.d_model
-
-
-# ----------------------------------------------------------------------------------------------
-# Positions and masks: small pure functions
-# ----------------------------------------------------------------------------------------------
-
-
-def sinusoidal_positions(n_pos: int, d_model: int) -> torch.Tensor:
-    """The fixed table of Vaswani et al. 2017, §3.5, shape (n_pos, d_model).
-
-    PE[p, 2i] = sin(p / 10000^(2i/d)),  PE[p, 2i+1] = cos(p / 10000^(2i/d)).
-    """
-    pos = torch.arange(n_pos, dtype=torch.float32)[:, None]  # (n_pos, 1)
-    inv_freq = 10000.0 ** (-torch.arange(0, d_model, 2, dtype=torch.float32) / d_model)  # (d/2,)
-    angles = pos * inv_freq  # (n_pos, d/2)
-    pe = torch.stack([angles.sin(), angles.cos()], dim=-1)  # (n_pos, d/2, 2)
-    return pe.flatten(1)  # (n_pos, d) with sin in even and cos in odd columns
-
-
-def rope_cos_sin(
-    positions: torch.Tensor, head_dim: int, base: float = 10000.0
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos and sin of the RoPE angles m·θ_i, θ_i = base^(-2i/hs) (Su et al. 2021, eq. 15).
-
-    positions: (T,) absolute positions m. Returns two (T, hs/2) float32 tensors.
-    """
-    inv_freq = base ** (
-        -torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim
-    )  # (hs/2,)
-    angles = positions.to(torch.float32)[:, None] * inv_freq  # (T, hs/2)
-    return angles.cos(), angles.sin()
-
-
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate feature pairs of x by the position angle (Su et al. 2021, §3.4.2).
-
-    x: (B, h, T, hs); cos, sin: (T, hs/2). Dimension i is paired with i + hs/2 (the "rotate half"
-    layout of GPT-NeoX and LLaMA), which is the paper's interleaved layout up to a fixed
-    permutation of the features. Each pair (a, b) becomes (a cos − b sin, a sin + b cos), so
-    ⟨rope(q, m), rope(k, n)⟩ depends only on m − n and norms are preserved.
-    """
-    half = x.size(-1) // 2
-    a, b = x[..., :half], x[..., half:]  # (B, h, T, hs/2) each
-    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
-    return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)  # (B, h, T, hs)
-
-
-def alibi_slopes(n_head: int) -> torch.Tensor:
-    """Per-head ALiBi slopes (Press et al. 2022, §3), shape (n_head,).
-
-    For n a power of two the slopes are the geometric sequence 2^(-8/n), 2^(-16/n), …, 2^(-8).
-    Otherwise, as in the paper's reference code: the slopes for the closest power of two
-    m = 2^floor(log2 n), followed by every other slope of the 2m sequence, n − m of them.
-    """
-
-    def power_of_two(n: int) -> list[float]:
-        start = 2.0 ** (-8.0 / n)
-        return [start ** (i + 1) for i in range(n)]
-
-    if n_head & (n_head - 1) == 0:
-        slopes = power_of_two(n_head)
-    else:
-        m = 2 ** math.floor(math.log2(n_head))
-        slopes = power_of_two(m) + power_of_two(2 * m)[0::2][: n_head - m]
-    return torch.tensor(slopes, dtype=torch.float32)
-
-
-def attention_allowed(
-    q_pos: torch.Tensor,
-    k_pos: torch.Tensor,
-    attn_mask: str = "causal",
-    prefix_len: torch.Tensor | None = None,
-    sliding_window: int | None = None,
-) -> torch.Tensor:
-    """Boolean (B or 1, 1, T, S) tensor: True where query i may attend to key j.
-
-    q_pos: (T,) and k_pos: (S,) absolute positions. The mask kinds:
-
-    - causal: j <= i.
-    - prefix: j <= i, or both i and j inside the row's prefix (i, j < prefix_len[b]) — bidirectional
-      within the prefix, causal after it (Raffel et al. 2020, §3.2.1). prefix_len: (B,).
-    - bidirectional: every j.
-
-    A sliding window W then keeps only |i − j| < W, so a causal query sees itself and the W − 1
-    keys before it.
-    """
-    i = q_pos[:, None]  # (T, 1)
-    j = k_pos[None, :]  # (1, S)
-    if attn_mask == "causal":
-        allowed = (j <= i)[None, None]  # (1, 1, T, S)
-    elif attn_mask == "prefix":
-        if prefix_len is None:
-            raise ValueError("attn_mask='prefix' needs prefix_len")
-        p = prefix_len.to(q_pos.device)[:, None, None, None]  # (B, 1, 1, 1)
-        allowed = (j <= i)[None, None] | ((i < p) & (j < p))  # (B, 1, T, S)
-    elif attn_mask == "bidirectional":
-        allowed = torch.ones(1, 1, i.size(0), j.size(1), dtype=torch.bool, device=q_pos.device)
-    else:
-        raise ValueError(f"attn_mask={attn_mask!r} is not one of {ATTN_MASKS}")
-    if sliding_window is not None:
-        allowed = allowed & ((i - j).abs() < sliding_window)[None, None]
-    return allowed
 
 
 # ----------------------------------------------------------------------------------------------
@@ -378,6 +216,7 @@ class CausalSelfAttention(nn.Module):
         kv_cache: KVCache | None = None,
         layer_idx: int = 0,
         start_pos: int = 0,
+        keep_weights: list[torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """x: (B, T, C) -> (B, T, C).
 
@@ -385,6 +224,8 @@ class CausalSelfAttention(nn.Module):
         (B or 1, nh or 1, T, S) or None. is_causal: use SDPA's built-in causal mask instead (only
         with attn_bias None and T == S). kv_cache: write the new keys/values at
         [start_pos, start_pos + T) of layer ``layer_idx`` and attend to all S = start_pos + T keys.
+        keep_weights: a list to append the softmax weights (B, nh, T, S) to; they are computed with
+        the written-out softmax then, whatever ``attn_impl`` says (``GPT.record`` passes it).
         """
         B, T, C = x.shape
         nh, nkv, hs = self.n_head, self.n_kv_head, self.head_dim
@@ -401,7 +242,7 @@ class CausalSelfAttention(nn.Module):
             k = k.repeat_interleave(nh // nkv, dim=1)  # (B, nh, S, hs)
             v = v.repeat_interleave(nh // nkv, dim=1)  # (B, nh, S, hs)
 
-        if self.attn_impl == "sdpa":
+        if self.attn_impl == "sdpa" and keep_weights is None:
             y = F.scaled_dot_product_attention(
                 q, k, v,
                 attn_mask=attn_bias,
@@ -416,6 +257,8 @@ class CausalSelfAttention(nn.Module):
             if attn_bias is not None:
                 att = att + attn_bias  # (B, nh, T, S)
             att = F.softmax(att, dim=-1)  # (B, nh, T, S), rows sum to 1
+            if keep_weights is not None:
+                keep_weights.append(att)
             att = self.attn_dropout(att)
             y = att @ v  # (B, nh, T, hs)
         y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, C): heads side by side again
@@ -428,6 +271,7 @@ class MLP(nn.Module):
     activation "relu" | "gelu" (exact, erf) | "gelu_tanh" (GPT-2's tanh approximation, "gelu_new") |
     "swiglu": W₂ · (SiLU(W_g x) ⊙ W_u x) (Shazeer 2020, eq. 6). For SwiGLU the gate and up
     projections are fused into ``c_fc`` (output rows [gate | up]), one matmul instead of two.
+    With ``n_experts > 0`` each block holds a ``shared.moe.MoE`` of these instead.
     """
 
     def __init__(self, config: GPTConfig) -> None:
@@ -451,60 +295,6 @@ class MLP(nn.Module):
             gate, up = h.chunk(2, dim=-1)  # (..., d_ff) each
             h = F.silu(gate) * up  # (..., d_ff)
         return self.dropout(self.c_proj(h))  # (..., C)
-
-
-class MoE(nn.Module):
-    """Mixture-of-experts feed-forward layer with top-k routing (Shazeer et al. 2017; Fedus et al. 2021).
-
-    For each token x: router probabilities p = softmax(W_r x) over E experts; the top-k experts
-    are chosen and their outputs combined with the top-k probabilities renormalised to sum to 1:
-    y = Σ_{e ∈ topk} (p_e / Σ_{topk} p) · Expert_e(x)   (k > 1; Shazeer et al. 2017, eq. 3-5).
-    For k = 1 the renormalised weight would always be 1 and the router would get no gradient from
-    the language-model loss, so k = 1 uses the Switch gate y = p_e · Expert_e(x) (Fedus et al.
-    2021, §2.1, eq. 2).
-
-    Switch load-balancing loss (Fedus et al. 2021, eq. 4), stored in ``self.aux_loss`` after each
-    forward:  aux = E · Σ_i f_i · P_i, where f_i is the fraction of the N·k (token, slot)
-    assignments sent to expert i and P_i the mean router probability of expert i over the N tokens.
-    It equals 1 for perfectly uniform routing and E when every token goes to one expert.
-    (For k = 1 this is the paper's definition; dividing by N·k keeps "uniform = 1" for k > 1.)
-
-    Dispatch gathers each expert's tokens with one index per expert (a loop over E experts, never
-    over tokens), runs the expert on them as one batch and scatter-adds the weighted result.
-    """
-
-    def __init__(self, config: GPTConfig) -> None:
-        super().__init__()
-        self.n_experts = config.n_experts
-        self.top_k = config.moe_top_k
-        self.router = nn.Linear(config.d_model, config.n_experts, bias=False)
-        self.experts = nn.ModuleList(MLP(config) for _ in range(config.n_experts))
-        self.aux_loss: torch.Tensor | None = None
-        self.last_load: torch.Tensor | None = None  # (E,) fraction of assignments per expert
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        shape = x.shape
-        x = x.reshape(-1, shape[-1])  # (N, C)
-        N, E, k = x.size(0), self.n_experts, self.top_k
-        probs = F.softmax(self.router(x), dim=-1, dtype=torch.float32)  # (N, E)
-        top_p, top_i = probs.topk(k, dim=-1)  # (N, k) each
-        if k > 1:
-            top_p = top_p / top_p.sum(dim=-1, keepdim=True)  # (N, k), rows sum to 1
-        weights = top_p.to(x.dtype)  # (N, k)
-
-        out = torch.zeros_like(x)  # (N, C)
-        for e, expert in enumerate(self.experts):
-            token_idx, slot = torch.where(top_i == e)  # (n_e,) each: which tokens chose e
-            if token_idx.numel() == 0:
-                continue
-            y = expert(x[token_idx]) * weights[token_idx, slot, None]  # (n_e, C)
-            out.index_add_(0, token_idx, y)  # (N, C)
-
-        load = torch.bincount(top_i.flatten(), minlength=E).to(probs.dtype) / (N * k)  # (E,) f_i
-        importance = probs.mean(dim=0)  # (E,) P_i
-        self.aux_loss = E * torch.sum(load * importance)  # scalar; f_i carries no gradient
-        self.last_load = load.detach()
-        return out.reshape(shape)  # (..., C)
 
 
 class Block(nn.Module):
@@ -534,132 +324,6 @@ class Block(nn.Module):
 
 
 # ----------------------------------------------------------------------------------------------
-# KV cache
-# ----------------------------------------------------------------------------------------------
-
-
-class KVCache:
-    """Preallocated per-layer key/value buffers for incremental decoding (Pope et al. 2022, §2).
-
-    ``k[layer]`` and ``v[layer]`` have shape (B, nkv, max_len, hs). Keys are stored after RoPE, so
-    they never need rotating again. ``length`` is the number of positions written so far;
-    ``GPT.forward`` advances it. ``reset()`` rewinds to 0 without freeing memory.
-    Size: 2 · n_layer · B · nkv · max_len · hs · bytes-per-element (see ``nbytes``).
-    A sliding window is enforced by the attention mask; the cache still keeps every position
-    (a rolling buffer that stores only the last W is project 09's exercise).
-    """
-
-    def __init__(
-        self,
-        n_layer: int,
-        batch_size: int,
-        n_kv_head: int,
-        max_len: int,
-        head_dim: int,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype = torch.float32,
-    ) -> None:
-        for name, value in (
-            ("n_layer", n_layer), ("batch_size", batch_size), ("n_kv_head", n_kv_head),
-            ("max_len", max_len), ("head_dim", head_dim),
-        ):
-            if not _is_int(value) or value < 1:
-                raise ValueError(f"KVCache.{name}={value!r} must be a positive int")
-        shape = (batch_size, n_kv_head, max_len, head_dim)
-        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
-        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layer)]
-        self.length = 0
-
-    @property
-    def n_layer(self) -> int:
-        return len(self.k)
-
-    @property
-    def batch_size(self) -> int:
-        return self.k[0].size(0)
-
-    @property
-    def n_kv_head(self) -> int:
-        return self.k[0].size(1)
-
-    @property
-    def max_len(self) -> int:
-        return self.k[0].size(2)
-
-    @property
-    def head_dim(self) -> int:
-        return self.k[0].size(3)
-
-    def reset(self) -> None:
-        """Forget everything written (the buffers are reused)."""
-        self.length = 0
-
-    def nbytes(self) -> int:
-        """Bytes held by all the buffers."""
-        return sum(t.numel() * t.element_size() for t in self.k + self.v)
-
-    def update(
-        self, layer: int, k: torch.Tensor, v: torch.Tensor, start_pos: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v (B, nkv, T, hs) at positions [start_pos, start_pos + T) of ``layer``.
-
-        Returns views of all keys and values up to start_pos + T: (B, nkv, start_pos + T, hs).
-        """
-        end = start_pos + k.size(2)
-        self.k[layer][:, :, start_pos:end] = k
-        self.v[layer][:, :, start_pos:end] = v
-        return self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-
-
-# ----------------------------------------------------------------------------------------------
-# Sampling filters
-# ----------------------------------------------------------------------------------------------
-
-
-def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
-    """Keep the k largest logits of each row, set the rest to −inf (Fan et al. 2018).
-
-    logits: (…, V) -> (…, V). Ties with the k-th largest value are kept too.
-    """
-    k = min(k, logits.size(-1))
-    kth = torch.topk(logits, k, dim=-1).values[..., -1:]  # (…, 1) the k-th largest
-    return logits.masked_fill(logits < kth, float("-inf"))
-
-
-def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Nucleus filter (Holtzman et al. 2020, §3.1): keep the smallest set of most likely tokens
-    whose probability mass reaches p — the token that crosses p included — set the rest to −inf.
-
-    A token is kept when the mass of the tokens strictly more likely than it is still < p.
-    logits: (…, V) -> (…, V).
-    """
-    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (…, V)
-    probs = F.softmax(sorted_logits, dim=-1)  # (…, V)
-    mass_before = probs.cumsum(dim=-1) - probs  # (…, V) mass of the more likely tokens
-    drop_sorted = mass_before >= p  # (…, V); the first token always has mass_before 0 < p
-    drop = drop_sorted.scatter(-1, order, drop_sorted)  # back to vocabulary order
-    return logits.masked_fill(drop, float("-inf"))
-
-
-def sampling_probs(
-    logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None
-) -> torch.Tensor:
-    """The distribution ``generate`` samples the next token from: softmax(logits / temperature) after
-    the top-k filter, then the top-p filter. temperature = 0 is greedy decoding: a one-hot at the argmax.
-
-    logits: (…, V) -> probabilities (…, V), each row summing to 1.
-    """
-    if temperature == 0:
-        return F.one_hot(logits.argmax(dim=-1), logits.size(-1)).to(logits.dtype)  # (…, V)
-    z = logits / temperature
-    if top_k is not None:
-        z = top_k_filter(z, top_k)
-    if top_p is not None:
-        z = top_p_filter(z, top_p)
-    return F.softmax(z, dim=-1)  # (…, V)
-
-
-# ----------------------------------------------------------------------------------------------
 # The model
 # ----------------------------------------------------------------------------------------------
 
@@ -670,13 +334,22 @@ class GPT(nn.Module):
     ``forward`` returns (logits, loss); ``generate`` samples; ``new_kv_cache`` builds a cache.
     Initialisation as GPT-2 (Radford et al. 2019, §2.3): weights N(0, 0.02²), biases 0, and the
     projections that write into the residual stream (``c_proj``) N(0, (0.02/sqrt(2·n_layer))²).
+
+    mask_fn (also settable later as ``model.mask_fn``): ``mask_fn(q_pos, k_pos) -> bool`` with
+    q_pos (T,) and k_pos (S,) the absolute positions of the queries and the keys, returning
+    (T, S) or (B or 1, 1, T, S), True = may attend. It replaces the mask that ``attn_mask`` and
+    ``sliding_window`` would build (ALiBi's distance bias is still added). It works in training and
+    with the KV cache (positions are absolute); a mask that lets a query see later keys makes the
+    cached keys stale, so use ``generate(use_cache=False)`` with one. To read attention weights and
+    hidden states, see ``record``.
     """
 
-    def __init__(self, config: GPTConfig) -> None:
+    def __init__(self, config: GPTConfig, mask_fn: MaskFn | None = None) -> None:
         super().__init__()
         if not isinstance(config, GPTConfig):
             raise ValueError(f"GPT needs a GPTConfig, got {type(config).__name__}")
         self.config = config
+        self.mask_fn = mask_fn
         self.transformer = nn.ModuleDict(
             dict(
                 wte=nn.Embedding(config.vocab_size, config.d_model),
@@ -698,9 +371,7 @@ class GPT(nn.Module):
         if config.tie_embeddings:  # Press & Wolf 2017: one matrix to embed and to unembed
             self.lm_head.weight = self.transformer.wte.weight
         self.last_aux_loss: torch.Tensor | None = None
-        # True only inside generate(), which checks the prompt's ids once: every later id is the
-        # model's own argmax/sample, so re-checking min/max on every step would only cost time.
-        self._ids_checked = False
+        self._recording: Recording | None = None  # set by ``record`` while its with-block runs
 
         self.apply(self._init_weights)
         residual_std = 0.02 / math.sqrt(2 * config.n_layer)
@@ -716,6 +387,228 @@ class GPT(nn.Module):
                 nn.init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             nn.init.normal_(module.weight, mean=0.0, std=0.02)
+
+    # -- forward ------------------------------------------------------------------------------
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None = None,
+        prefix_len: int | torch.Tensor | None = None,
+        kv_cache: KVCache | None = None,
+        start_pos: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx: (B, T) token ids -> (logits (B, T, V), loss or None).
+
+        targets: (B, T) next-token ids; positions holding -100 are ignored. loss = mean
+        cross-entropy over the other positions, plus ``moe_aux_loss_coef`` · aux loss with MoE.
+        prefix_len: int or (B,) tensor, only with attn_mask="prefix". kv_cache: positions
+        [start_pos, start_pos + T) are computed and written; queries attend to every cached key
+        before them. start_pos defaults to ``kv_cache.length`` (0 without a cache).
+        """
+        if start_pos is None:
+            start_pos = kv_cache.length if kv_cache is not None else 0
+        prefix = check_forward_inputs(self.config, idx, targets, prefix_len, kv_cache, start_pos)
+        return self._forward(idx, targets, prefix, kv_cache, start_pos)
+
+    def _forward(
+        self,
+        idx: torch.Tensor,
+        targets: torch.Tensor | None,
+        prefix: torch.Tensor | None,
+        kv_cache: KVCache | None,
+        start_pos: int,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``forward`` on checked arguments (prefix: (B,) long or None); ``generate`` calls it too."""
+        c = self.config
+        B, T = idx.shape
+        S = start_pos + T  # number of keys each query may look at (before masking)
+        q_pos = torch.arange(start_pos, S, device=idx.device)  # (T,) absolute positions
+
+        x = self.transformer.wte(idx)  # (B, T, C)
+        if c.pos_encoding == "learned":
+            x = x + self.transformer.wpe(q_pos)  # (B, T, C)
+        elif c.pos_encoding == "sinusoidal":
+            x = x + self.sinusoid[start_pos:S].to(x.dtype)  # (B, T, C)
+        x = self.transformer.drop(x)
+
+        rope = rope_cos_sin(q_pos, c.head_dim, c.rope_base) if c.pos_encoding == "rope" else None
+        attn_bias, is_causal = self._attention_bias(q_pos, start_pos, prefix, B, x.dtype)
+        rec = self._recording
+        weights = [] if rec is not None and rec.want_attention else None  # per layer (B, nh, T, S)
+        residual = [x] if rec is not None and rec.want_residual else None  # per layer (B, T, C)
+        for layer_idx, block in enumerate(self.transformer.h):
+            x = block(
+                x, rope=rope, attn_bias=attn_bias, is_causal=is_causal, kv_cache=kv_cache,
+                layer_idx=layer_idx, start_pos=start_pos, keep_weights=weights,
+            )  # (B, T, C)
+            if residual is not None:
+                residual.append(x)
+        if kv_cache is not None:
+            kv_cache.length = S
+        x = self.transformer.ln_f(x)  # (B, T, C)
+        if rec is not None:
+            rec.keep(weights, residual, x)
+        logits = self.lm_head(x)  # (B, T, V)
+
+        if c.n_experts > 0:
+            self.last_aux_loss = torch.stack([b.mlp.aux_loss for b in self.transformer.h]).mean()
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(
+                logits.reshape(B * T, -1), targets.reshape(B * T).long(), ignore_index=IGNORE_INDEX
+            )
+            if c.n_experts > 0 and c.moe_aux_loss_coef > 0:
+                loss = loss + c.moe_aux_loss_coef * self.last_aux_loss
+        return logits, loss
+
+    def _attention_bias(
+        self, q_pos: torch.Tensor, start_pos: int, prefix: torch.Tensor | None, batch_size: int,
+        dtype: torch.dtype,
+    ) -> tuple[torch.Tensor | None, bool]:
+        """The additive attention bias shared by all layers, and whether SDPA's is_causal can replace it.
+
+        Fast path (SDPA, causal, no window, no ALiBi, no mask_fn): no bias tensor at all —
+        ``is_causal=True`` when the queries start at position 0, nothing when a single query comes
+        after the cache. Otherwise: bias (B or 1, nh or 1, T, S) = 0 where allowed (by ``mask_fn``
+        or else by ``attention_allowed``), −inf where masked, minus slope_h · |i − j| under ALiBi
+        (Press et al. 2022, §3; the distance is symmetric so the bias also serves prefix and
+        bidirectional attention).
+        """
+        c = self.config
+        T = q_pos.numel()
+        simple = c.attn_mask == "causal" and c.sliding_window is None and c.pos_encoding != "alibi"
+        if simple and self.mask_fn is None and c.attn_impl == "sdpa":
+            if start_pos == 0:
+                return None, True
+            if T == 1:
+                return None, False
+        k_pos = torch.arange(start_pos + T, device=q_pos.device)  # (S,)
+        if self.mask_fn is not None:
+            allowed = check_mask(self.mask_fn(q_pos, k_pos), batch_size, T, start_pos + T)
+            allowed = allowed.to(q_pos.device)  # (T, S) or (B|1, 1, T, S)
+        else:
+            allowed = attention_allowed(q_pos, k_pos, c.attn_mask, prefix, c.sliding_window)  # (B|1,1,T,S)
+        bias = torch.zeros(allowed.shape, device=q_pos.device).masked_fill(~allowed, float("-inf"))
+        if c.pos_encoding == "alibi":
+            distance = (q_pos[:, None] - k_pos[None, :]).abs().float()  # (T, S)
+            bias = bias - self.alibi[None, :, None, None] * distance  # (B|1, nh, T, S)
+        return bias.to(dtype), False
+
+    # -- reading the inside of a forward pass -------------------------------------------------
+
+    @contextmanager
+    def record(
+        self, attention: bool = False, hidden: bool = False, residual: bool = False
+    ) -> Iterator[Recording]:
+        """Record what the forward passes inside the with-block compute; yields a ``Recording``.
+
+            with model.record(attention=True, hidden=True) as rec:
+                logits, loss = model(x)
+            rec.attention  # per layer: (B, nh, T, S) softmax weights, each row summing to 1
+            rec.hidden     # (B, T, C): the final normalised hidden state, the input of lm_head
+            rec.residual   # n_layer + 1 tensors (B, T, C): the residual stream entering each block,
+                           # then the last block's output (before ln_f)
+
+        Each forward call replaces what the previous one recorded. Nothing is detached, so
+        gradients flow through ``rec.hidden`` (e.g. into a value head) as through the logits.
+        Recording attention computes the weights with the written-out softmax (as
+        ``attn_impl="manual"``), so under "sdpa" the outputs can differ from an unrecorded pass in
+        the last float bits; hidden and residual states are read without changing anything.
+        """
+        rec = Recording(want_attention=attention, want_hidden=hidden, want_residual=residual)
+        outer, self._recording = self._recording, rec
+        try:
+            yield rec
+        finally:
+            self._recording = outer
+
+    # -- generation ---------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def generate(
+        self,
+        idx: torch.Tensor,
+        max_new_tokens: int,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        generator: torch.Generator | None = None,
+        prefix_len: int | None = None,
+    ) -> torch.Tensor:
+        """Extend idx (B, T) by max_new_tokens sampled tokens -> (B, T + max_new_tokens).
+
+        Each step: logits of the last position / temperature, then top-k, then top-p, then a
+        sample from the softmax (``torch.multinomial`` with ``generator``). temperature=0 is greedy
+        argmax. The model sees at most the last block_size tokens, as in nanoGPT.
+
+        use_cache=True prefills a KV cache with the prompt and then feeds one token per step. Once
+        the sequence outgrows block_size, the window of the last block_size tokens shifts by one
+        each step and every position in it changes (learned/sinusoidal positions restart at 0), so
+        the cached path re-prefills the cropped window — exactly the computation of the uncached
+        path, so both give identical tokens. prefix_len (prefix LM only, default: the whole
+        prompt): the first prefix_len prompt tokens are the bidirectional prefix; it shrinks as the
+        window slides past it.
+        The model is put in eval mode and its train/eval mode is restored afterwards.
+        """
+        c = self.config
+        prefix_len = check_generate_args(
+            c, idx, max_new_tokens, temperature, top_k, top_p, use_cache, prefix_len
+        )
+
+        def last_logits(
+            tokens: torch.Tensor, p: int | None, cache: KVCache | None, start: int
+        ) -> torch.Tensor:
+            # the prompt's ids were checked above; every later id is the model's own choice
+            prefix = check_forward_inputs(c, tokens, None, p, cache, start, check_ids=False)
+            return self._forward(tokens, None, prefix, cache, start)[0][:, -1, :]  # (B, V)
+
+        was_training = self.training
+        self.eval()
+        try:
+            cache = self.new_kv_cache(idx.size(0)) if use_cache else None
+            for _ in range(max_new_tokens):
+                L = idx.size(1)
+                off = max(0, L - c.block_size)  # tokens cropped from the left
+                window = idx[:, off:]  # (B, ≤ block_size)
+                p = None if prefix_len is None else max(0, prefix_len - off)
+                if cache is None:
+                    logits = last_logits(window, p, None, 0)
+                elif off > 0 or cache.length == 0:  # (re-)prefill the whole window
+                    cache.reset()
+                    logits = last_logits(window, p, cache, 0)
+                else:  # the cache holds positions 0..L-2: feed the newest token only
+                    logits = last_logits(window[:, -1:], p, cache, L - 1)
+                if temperature == 0:
+                    next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
+                else:
+                    probs = sampling_probs(logits, temperature, top_k, top_p)  # (B, V)
+                    next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
+                idx = torch.cat([idx, next_id.to(idx.dtype)], dim=1)  # (B, L + 1)
+        finally:
+            self.train(was_training)
+        return idx
+
+    def new_kv_cache(
+        self,
+        batch_size: int,
+        max_len: int | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> KVCache:
+        """An empty KV cache for this model (max_len defaults to block_size; device/dtype to the model's)."""
+        p = next(self.parameters())
+        c = self.config
+        return KVCache(
+            n_layer=c.n_layer,
+            batch_size=batch_size,
+            n_kv_head=c.kv_heads,
+            max_len=c.block_size if max_len is None else max_len,
+            head_dim=c.head_dim,
+            device=p.device if device is None else device,
+            dtype=p.dtype if dtype is None else dtype,
+        )
 
     # -- accounting ---------------------------------------------------------------------------
 
@@ -757,298 +650,30 @@ class GPT(nn.Module):
             n_active -= c.n_layer * (c.n_experts - c.moe_top_k) * per_expert
         return 6 * (n_active + c.vocab_size * c.d_model) + 12 * c.n_layer * T * c.d_model
 
-    def configure_optimizer(
-        self, weight_decay: float, lr: float, betas: tuple[float, float] = (0.9, 0.95)
-    ) -> torch.optim.AdamW:
-        """AdamW (Loshchilov & Hutter 2019) with decay on 2-D weights only.
 
-        Matrices (linear weights, embeddings) decay; biases and norm gains (1-D) do not, as in
-        GPT-2/nanoGPT. Uses the fused kernel where this PyTorch build has it for the device.
-        """
-        params = [p for p in self.parameters() if p.requires_grad]
-        groups = [
-            {"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
-            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-        ]
-        extra = {}
-        if "fused" in inspect.signature(torch.optim.AdamW).parameters:
-            device = next(self.parameters()).device.type
-            # fused AdamW runs on CUDA since torch 2.0 and on CPU since torch 2.4
-            if device == "cuda" or (device == "cpu" and _TORCH_VERSION >= (2, 4)):
-                extra["fused"] = True
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, **extra)
+@dataclass
+class Recording:
+    """What ``GPT.record`` captured from the latest forward pass inside its with-block.
 
-    # -- KV cache -----------------------------------------------------------------------------
+    attention: per layer (B, nh, T, S) softmax weights; hidden: (B, T, C) the input of ``lm_head``;
+    residual: n_layer + 1 tensors (B, T, C), the residual stream entering each block and the last
+    block's output. A field that was not asked for (or before any forward) stays empty / None.
+    """
 
-    def new_kv_cache(
-        self,
-        batch_size: int,
-        max_len: int | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> KVCache:
-        """An empty KV cache for this model (max_len defaults to block_size; device/dtype to the model's)."""
-        p = next(self.parameters())
-        c = self.config
-        return KVCache(
-            n_layer=c.n_layer,
-            batch_size=batch_size,
-            n_kv_head=c.kv_heads,
-            max_len=c.block_size if max_len is None else max_len,
-            head_dim=c.head_dim,
-            device=p.device if device is None else device,
-            dtype=p.dtype if dtype is None else dtype,
-        )
+    want_attention: bool = False
+    want_hidden: bool = False
+    want_residual: bool = False
+    attention: list[torch.Tensor] = field(default_factory=list)
+    hidden: torch.Tensor | None = None
+    residual: list[torch.Tensor] = field(default_factory=list)
 
-    # -- forward ------------------------------------------------------------------------------
-
-    def _check_inputs(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None,
-        prefix_len: int | torch.Tensor | None,
-        kv_cache: KVCache | None,
-        start_pos: int,
-    ) -> torch.Tensor | None:
-        """Validate forward's arguments; returns prefix_len as a (B,) long tensor or None."""
-        c = self.config
-        if not isinstance(idx, torch.Tensor):
-            raise ValueError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
-        if idx.dtype not in (torch.long, torch.int32):
-            raise ValueError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
-        if idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError(f"idx must have shape (B, T) with T >= 1, got {tuple(idx.shape)}")
-        B, T = idx.shape
-        if not _is_compiling() and not self._ids_checked:  # data-dependent: would break a compiled graph
-            lo, hi = int(idx.min()), int(idx.max())
-            if lo < 0 or hi >= c.vocab_size:
-                raise ValueError(
-                    f"token ids must lie in [0, vocab_size={c.vocab_size}), got min {lo}, max {hi}"
-                )
-        if targets is not None:
-            if not isinstance(targets, torch.Tensor) or targets.shape != idx.shape:
-                got = tuple(targets.shape) if isinstance(targets, torch.Tensor) else type(targets).__name__
-                raise ValueError(f"targets must have the shape of idx {tuple(idx.shape)}, got {got}")
-            if targets.dtype not in (torch.long, torch.int32):
-                raise ValueError(f"targets must hold integer ids (torch.long), got dtype {targets.dtype}")
-        if not _is_int(start_pos) or start_pos < 0:
-            raise ValueError(f"start_pos={start_pos!r} must be an int >= 0")
-        if start_pos > 0 and kv_cache is None:
-            raise ValueError(f"start_pos={start_pos} needs a kv_cache holding the earlier positions")
-        if c.pos_encoding in ("learned", "sinusoidal") and start_pos + T > c.block_size:
-            raise ValueError(
-                f"input needs positions {start_pos}..{start_pos + T - 1} but {c.pos_encoding} positions "
-                f"exist only for 0..{c.block_size - 1} (block_size={c.block_size}, T={T}); "
-                f"crop the input to its last {c.block_size - start_pos} tokens"
-            )
-        if kv_cache is not None:
-            if c.attn_mask == "bidirectional":
-                raise ValueError(
-                    "a KV cache needs attention that never looks ahead; attn_mask='bidirectional' "
-                    "lets earlier tokens see later ones, so cached keys would go stale"
-                )
-            expected = (c.n_layer, B, c.kv_heads, c.head_dim)
-            got = (kv_cache.n_layer, kv_cache.batch_size, kv_cache.n_kv_head, kv_cache.head_dim)
-            if got != expected:
-                raise ValueError(
-                    f"kv_cache (n_layer, batch, n_kv_head, head_dim)={got} does not match the model "
-                    f"and input {expected}; build it with model.new_kv_cache({B})"
-                )
-            if start_pos > kv_cache.length:
-                raise ValueError(
-                    f"start_pos={start_pos} is past the cache length {kv_cache.length}: positions "
-                    f"{kv_cache.length}..{start_pos - 1} were never written"
-                )
-            if start_pos + T > kv_cache.max_len:
-                raise ValueError(
-                    f"start_pos + T = {start_pos + T} exceeds the cache max_len={kv_cache.max_len}"
-                )
-        if prefix_len is None:
-            if c.attn_mask == "prefix":
-                raise ValueError("attn_mask='prefix' needs prefix_len (an int or a (B,) tensor)")
-            return None
-        if c.attn_mask != "prefix":
-            raise ValueError(f"prefix_len is only used with attn_mask='prefix', not {c.attn_mask!r}")
-        if isinstance(prefix_len, torch.Tensor):
-            if prefix_len.dim() != 1 or prefix_len.size(0) != B or prefix_len.is_floating_point():
-                raise ValueError(f"prefix_len tensor must be integer with shape ({B},), got {prefix_len}")
-            p = prefix_len.to(device=idx.device, dtype=torch.long)
-        elif _is_int(prefix_len):
-            p = torch.full((B,), prefix_len, dtype=torch.long, device=idx.device)
-        else:
-            raise ValueError(f"prefix_len must be an int or a (B,) tensor, got {prefix_len!r}")
-        if bool((p < 0).any()):
-            raise ValueError(f"prefix_len must be >= 0, got {prefix_len}")
-        if start_pos > 0 and bool((p > start_pos).any()):
-            raise ValueError(
-                f"prefix_len={prefix_len} reaches past start_pos={start_pos}: the whole prefix must be "
-                "in the first (prefill) call, or the cached prefix keys would not have seen all of it"
-            )
-        return p
-
-    def forward(
-        self,
-        idx: torch.Tensor,
-        targets: torch.Tensor | None = None,
-        prefix_len: int | torch.Tensor | None = None,
-        kv_cache: KVCache | None = None,
-        start_pos: int | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx: (B, T) token ids -> (logits (B, T, V), loss or None).
-
-        targets: (B, T) next-token ids; positions holding -100 are ignored. loss = mean
-        cross-entropy over the other positions, plus ``moe_aux_loss_coef`` · aux loss with MoE.
-        prefix_len: int or (B,) tensor, only with attn_mask="prefix". kv_cache: positions
-        [start_pos, start_pos + T) are computed and written; queries attend to every cached key
-        before them. start_pos defaults to ``kv_cache.length`` (0 without a cache).
-        """
-        c = self.config
-        if start_pos is None:
-            start_pos = kv_cache.length if kv_cache is not None else 0
-        prefix = self._check_inputs(idx, targets, prefix_len, kv_cache, start_pos)
-        B, T = idx.shape
-        S = start_pos + T  # number of keys each query may look at (before masking)
-        device = idx.device
-        q_pos = torch.arange(start_pos, S, device=device)  # (T,) absolute positions
-
-        x = self.transformer.wte(idx)  # (B, T, C)
-        if c.pos_encoding == "learned":
-            x = x + self.transformer.wpe(q_pos)  # (B, T, C)
-        elif c.pos_encoding == "sinusoidal":
-            x = x + self.sinusoid[start_pos:S].to(x.dtype)  # (B, T, C)
-        x = self.transformer.drop(x)
-
-        rope = rope_cos_sin(q_pos, c.head_dim, c.rope_base) if c.pos_encoding == "rope" else None
-        attn_bias, is_causal = self._attention_bias(q_pos, start_pos, prefix, x.dtype)
-        for layer_idx, block in enumerate(self.transformer.h):
-            x = block(
-                x, rope=rope, attn_bias=attn_bias, is_causal=is_causal,
-                kv_cache=kv_cache, layer_idx=layer_idx, start_pos=start_pos,
-            )  # (B, T, C)
-        if kv_cache is not None:
-            kv_cache.length = S
-        x = self.transformer.ln_f(x)  # (B, T, C)
-        logits = self.lm_head(x)  # (B, T, V)
-
-        if c.n_experts > 0:
-            self.last_aux_loss = torch.stack([b.mlp.aux_loss for b in self.transformer.h]).mean()
-        loss = None
-        if targets is not None:
-            loss = F.cross_entropy(
-                logits.reshape(B * T, -1), targets.reshape(B * T).long(), ignore_index=IGNORE_INDEX
-            )
-            if c.n_experts > 0 and c.moe_aux_loss_coef > 0:
-                loss = loss + c.moe_aux_loss_coef * self.last_aux_loss
-        return logits, loss
-
-    def _attention_bias(
-        self, q_pos: torch.Tensor, start_pos: int, prefix: torch.Tensor | None, dtype: torch.dtype
-    ) -> tuple[torch.Tensor | None, bool]:
-        """The additive attention bias shared by all layers, and whether SDPA's is_causal can replace it.
-
-        Fast path (SDPA, causal, no window, no ALiBi): no bias tensor at all — ``is_causal=True``
-        when the queries start at position 0, nothing when a single query comes after the cache.
-        Otherwise: bias (B or 1, nh or 1, T, S) = 0 where allowed, −inf where masked, minus
-        slope_h · |i − j| under ALiBi (Press et al. 2022, §3; the distance is symmetric so the bias
-        also serves prefix and bidirectional attention).
-        """
-        c = self.config
-        T = q_pos.numel()
-        simple = c.attn_mask == "causal" and c.sliding_window is None and c.pos_encoding != "alibi"
-        if simple and c.attn_impl == "sdpa":
-            if start_pos == 0:
-                return None, True
-            if T == 1:
-                return None, False
-        k_pos = torch.arange(start_pos + T, device=q_pos.device)  # (S,)
-        allowed = attention_allowed(q_pos, k_pos, c.attn_mask, prefix, c.sliding_window)  # (B|1,1,T,S)
-        bias = torch.zeros(allowed.shape, device=q_pos.device).masked_fill(~allowed, float("-inf"))
-        if c.pos_encoding == "alibi":
-            distance = (q_pos[:, None] - k_pos[None, :]).abs().float()  # (T, S)
-            bias = bias - self.alibi[None, :, None, None] * distance  # (B|1, nh, T, S)
-        return bias.to(dtype), False
-
-    # -- generation ---------------------------------------------------------------------------
-
-    @torch.no_grad()
-    def generate(
-        self,
-        idx: torch.Tensor,
-        max_new_tokens: int,
-        temperature: float = 1.0,
-        top_k: int | None = None,
-        top_p: float | None = None,
-        use_cache: bool = True,
-        generator: torch.Generator | None = None,
-        prefix_len: int | None = None,
-    ) -> torch.Tensor:
-        """Extend idx (B, T) by max_new_tokens sampled tokens -> (B, T + max_new_tokens).
-
-        Each step: logits of the last position / temperature, then top-k, then top-p, then a
-        sample from the softmax (``torch.multinomial`` with ``generator``). temperature=0 is greedy
-        argmax. The model sees at most the last block_size tokens, as in nanoGPT.
-
-        use_cache=True prefills a KV cache with the prompt and then feeds one token per step. Once
-        the sequence outgrows block_size, the window of the last block_size tokens shifts by one
-        each step and every position in it changes (learned/sinusoidal positions restart at 0), so
-        the cached path re-prefills the cropped window — exactly the computation of the uncached
-        path, so both give identical tokens. prefix_len (prefix LM only, default: the whole
-        prompt): the first prefix_len prompt tokens are the bidirectional prefix; it shrinks as the
-        window slides past it.
-        The model is put in eval mode and its train/eval mode is restored afterwards.
-        """
-        c = self.config
-        if not isinstance(idx, torch.Tensor) or idx.dim() != 2 or idx.size(1) == 0:
-            raise ValueError("idx must be a (B, T) tensor of token ids with T >= 1")
-        if not _is_int(max_new_tokens) or max_new_tokens < 0:
-            raise ValueError(f"max_new_tokens={max_new_tokens!r} must be an int >= 0")
-        if not _is_real(temperature) or temperature < 0:
-            raise ValueError(f"temperature={temperature!r} must be a number >= 0 (0 = greedy)")
-        if top_k is not None and (not _is_int(top_k) or top_k < 1):
-            raise ValueError(f"top_k={top_k!r} must be None or an int >= 1")
-        if top_p is not None and (not _is_real(top_p) or not 0 < top_p <= 1):
-            raise ValueError(f"top_p={top_p!r} must be None or a number with 0 < top_p <= 1")
-        if use_cache and c.attn_mask == "bidirectional":
-            raise ValueError(
-                "attn_mask='bidirectional' cannot use a KV cache (earlier tokens see later ones); "
-                "pass use_cache=False"
-            )
-        if prefix_len is not None and (not _is_int(prefix_len) or not 0 <= prefix_len <= idx.size(1)):
-            raise ValueError(f"prefix_len={prefix_len!r} must be an int in [0, prompt length {idx.size(1)}]")
-        if c.attn_mask == "prefix" and prefix_len is None:
-            prefix_len = idx.size(1)  # prefix LM: the prompt is the bidirectional prefix
-        if c.attn_mask != "prefix" and prefix_len is not None:
-            raise ValueError(f"prefix_len is only used with attn_mask='prefix', not {c.attn_mask!r}")
-
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= c.vocab_size:
-            raise ValueError(f"token ids must lie in [0, vocab_size={c.vocab_size}), got min {lo}, max {hi}")
-
-        was_training = self.training
-        self.eval()
-        self._ids_checked = True
-        try:
-            cache = self.new_kv_cache(idx.size(0)) if use_cache else None
-            for _ in range(max_new_tokens):
-                L = idx.size(1)
-                off = max(0, L - c.block_size)  # tokens cropped from the left
-                window = idx[:, off:]  # (B, ≤ block_size)
-                p = None if prefix_len is None else max(0, prefix_len - off)
-                if cache is None:
-                    logits, _ = self(window, prefix_len=p)
-                elif off > 0 or cache.length == 0:  # (re-)prefill the whole window
-                    cache.reset()
-                    logits, _ = self(window, prefix_len=p, kv_cache=cache, start_pos=0)
-                else:  # the cache holds positions 0..L-2: feed the newest token only
-                    logits, _ = self(window[:, -1:], prefix_len=p, kv_cache=cache, start_pos=L - 1)
-                logits = logits[:, -1, :]  # (B, V)
-                if temperature == 0:
-                    next_id = logits.argmax(dim=-1, keepdim=True)  # (B, 1)
-                else:
-                    probs = sampling_probs(logits, temperature, top_k, top_p)  # (B, V)
-                    next_id = torch.multinomial(probs, 1, generator=generator)  # (B, 1)
-                idx = torch.cat([idx, next_id.to(idx.dtype)], dim=1)  # (B, L + 1)
-        finally:
-            self._ids_checked = False
-            self.train(was_training)
-        return idx
+    def keep(
+        self, attention: list[torch.Tensor] | None, residual: list[torch.Tensor] | None, hidden: torch.Tensor
+    ) -> None:
+        """Store one forward pass's tensors (called by ``GPT.forward``)."""
+        if self.want_attention and attention is not None:
+            self.attention = attention
+        if self.want_residual and residual is not None:
+            self.residual = residual
+        if self.want_hidden:
+            self.hidden = hidden

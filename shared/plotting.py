@@ -19,7 +19,6 @@ import functools
 import html
 import math
 import os
-import tempfile
 import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
@@ -35,6 +34,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont, fontManager
 from matplotlib.patches import FancyBboxPatch
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+
+from shared.utils import atomic_path
 
 __all__ = [
     "PowerLawFit",
@@ -143,17 +144,8 @@ def savefig(fig: Figure, path: str | os.PathLike[str], **kwargs: Any) -> Path:
     """
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower() or "png"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format=fmt, **kwargs)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        fig.savefig(f, format=fmt, **kwargs)
     return path
 
 
@@ -167,7 +159,9 @@ def _columns(run: Any, name: str) -> dict[str, np.ndarray]:
     if not isinstance(cols, Mapping):
         raise TypeError(f"run {name!r} is a {type(run).__name__}; pass a History or a dict of column lists")
     if "step" not in cols or not ({"train_loss", "val_loss"} & set(cols)):
-        raise ValueError(f"run {name!r} needs a 'step' column and 'train_loss' and/or 'val_loss'; got {sorted(cols)}")
+        raise ValueError(
+            f"run {name!r} needs a 'step' column and 'train_loss' and/or 'val_loss'; got {sorted(cols)}"
+        )
     n = len(cols["step"])
     out = {"step": np.asarray(cols["step"], dtype=float)}
     for key in ("train_loss", "val_loss"):
@@ -218,7 +212,8 @@ def plot_loss_curves(
         if ok.any():
             if smooth > 0:
                 ax.plot(step[ok], tr[ok], color=color, lw=0.8, alpha=0.25)
-                ax.plot(step[ok], _ema(tr[ok], smooth), color=color, lw=1.3, label=f"{name} · train (EMA {smooth:g})")
+                ax.plot(step[ok], _ema(tr[ok], smooth), color=color, lw=1.3,
+                        label=f"{name} · train (EMA {smooth:g})")
             else:
                 ax.plot(step[ok], tr[ok], color=color, lw=1.0, alpha=0.85, label=f"{name} · train")
         ok = ~np.isnan(va)
@@ -457,7 +452,9 @@ def _count_line(n_tokens: int, n_chars: int | None) -> str:
     return f"{n_tokens} tokens" + (f" for {n_chars} characters" if n_chars is not None else "")
 
 
-def token_html(pieces: Sequence[tuple[str, int]], title: str | None = None, n_chars: int | None = None) -> str:
+def token_html(
+    pieces: Sequence[tuple[str, int]], title: str | None = None, n_chars: int | None = None
+) -> str:
     """HTML for a tokenised text: one coloured span per token with its id in small print below.
 
     The footer counts tokens, and characters when ``n_chars`` (the length of the original text) is
@@ -522,6 +519,67 @@ def _drawable(text: str, missing: set[str]) -> str:
     return "".join(out)
 
 
+_Box = tuple[float, float, float]  # (x, y, width) of one token box, in points from the top left
+
+
+def _warn_missing_glyphs(missing: set[str]) -> None:
+    """Warn once per session that ``missing`` characters are drawn as □ (called from plot_tokens)."""
+    global _warned_missing_glyphs
+    if not missing or _warned_missing_glyphs:
+        return
+    _warned_missing_glyphs = True
+    names = ", ".join(f"{c!r} ({unicodedata.name(c, f'U+{ord(c):04X}')})" for c in sorted(missing)[:4])
+    warnings.warn(
+        f"plot_tokens: {len(missing)} character(s) have no glyph in the installed fonts "
+        f"{list(font_fallbacks())} and are drawn as □, e.g. {names}. Install fonts that cover them "
+        "(Debian/Ubuntu: apt-get install fonts-noto-core fonts-noto-cjk fonts-symbola) and delete "
+        "matplotlib's font cache; token_html shows them regardless.",
+        stacklevel=3,  # the caller of plot_tokens
+    )
+
+
+def _layout_tokens(
+    pieces: Sequence[tuple[str, int]], texts: Sequence[str], measure: Any, fs: float, width_pt: float
+) -> tuple[list[_Box], float, float]:
+    """Box (x, y, w) per piece in points, the total height and the widest line.
+
+    ``texts`` are the pieces as drawn, ``measure`` a renderer that measures text at 72 dpi. Lines
+    wrap at ``width_pt``; a newline in a token ends the line after it.
+    """
+    prop, small = (FontProperties(family=list(font_fallbacks()), size=s) for s in (fs, fs * 0.62))
+    pad, gap, box_h = 0.3 * fs, 0.2 * fs, 1.55 * fs
+    row_h = box_h + 1.05 * fs
+    boxes, x, y, widest = [], 0.0, 0.0, 0.0
+    for (text, tid), shown in zip(pieces, texts, strict=True):
+        w_text = measure.get_text_width_height_descent(shown or " ", prop, ismath=False)[0]
+        w_id = measure.get_text_width_height_descent(str(tid), small, ismath=False)[0]
+        w = max(w_text, w_id, 0.4 * fs) + 2 * pad
+        if x > 0 and x + w > width_pt:
+            x, y = 0.0, y + row_h
+        boxes.append((x, y, w))
+        x += w + gap
+        widest = max(widest, x - gap)
+        if "\n" in text:
+            x, y = 0.0, y + row_h
+    n_rows_h = (boxes[-1][1] + row_h) if boxes else row_h
+    return boxes, n_rows_h, widest
+
+
+def _draw_token_boxes(
+    ax: Axes, pieces: Sequence[tuple[str, int]], texts: Sequence[str], boxes: list[_Box], fontsize: float
+) -> None:
+    """One rounded box per token, coloured by its id, with its text inside and its id below."""
+    prop = FontProperties(family=list(font_fallbacks()), size=fontsize)
+    box_h = 1.55 * fontsize
+    for (x, y, w), shown, (_, tid) in zip(boxes, texts, pieces, strict=True):
+        ax.add_patch(FancyBboxPatch((x, y), w, box_h, boxstyle=f"round,pad=0,rounding_size={0.25 * fontsize}",
+                                    facecolor=token_color(tid), edgecolor="#00000030", linewidth=0.6))
+        ax.text(x + w / 2, y + box_h / 2, shown, ha="center", va="center_baseline", fontproperties=prop,
+                color="#111111")
+        ax.text(x + w / 2, y + box_h + 0.1 * fontsize, str(tid), ha="center", va="top",
+                fontsize=fontsize * 0.62, color="#555555")
+
+
 def plot_tokens(
     pieces: Sequence[tuple[str, int]],
     ax: Axes | None = None,
@@ -539,48 +597,19 @@ def plot_tokens(
     installed font can draw (often CJK, Devanagari or emoji on a bare Linux box) are drawn as □
     and reported once per session with a warning; the HTML view still shows them.
     """
-    global _warned_missing_glyphs
     pieces = _check_pieces(pieces)
     if not max_width > 0:
         raise ValueError(f"max_width={max_width!r} is invalid: must be > 0 (inches)")
     use_style()
     from matplotlib.backends.backend_agg import RendererAgg
 
-    measure = RendererAgg(10, 10, 72)  # at 72 dpi one pixel is one point: we lay out in points
     missing: set[str] = set()
     texts = [_drawable(_visible(t), missing) for t, _ in pieces]
-    if missing and not _warned_missing_glyphs:
-        _warned_missing_glyphs = True
-        names = ", ".join(f"{c!r} ({unicodedata.name(c, f'U+{ord(c):04X}')})" for c in sorted(missing)[:4])
-        warnings.warn(
-            f"plot_tokens: {len(missing)} character(s) have no glyph in the installed fonts "
-            f"{list(font_fallbacks())} and are drawn as □, e.g. {names}. Install fonts that cover them "
-            "(Debian/Ubuntu: apt-get install fonts-noto-core fonts-noto-cjk fonts-symbola) and delete "
-            "matplotlib's font cache; token_html shows them regardless.",
-            stacklevel=2,
-        )
+    _warn_missing_glyphs(missing)
+    measure = RendererAgg(10, 10, 72)  # at 72 dpi one pixel is one point: we lay out in points
+    layout = functools.partial(_layout_tokens, pieces, texts, measure)
 
-    def layout(fs: float, width_pt: float) -> tuple[list[tuple[float, float, float]], float, float]:
-        """Box (x, y, w) per piece in points, the total height and the widest line."""
-        prop, small = (FontProperties(family=list(font_fallbacks()), size=s) for s in (fs, fs * 0.62))
-        pad, gap, box_h = 0.3 * fs, 0.2 * fs, 1.55 * fs
-        row_h = box_h + 1.05 * fs
-        boxes, x, y, widest = [], 0.0, 0.0, 0.0
-        for (text, tid), shown in zip(pieces, texts, strict=True):
-            w_text = measure.get_text_width_height_descent(shown or " ", prop, ismath=False)[0]
-            w_id = measure.get_text_width_height_descent(str(tid), small, ismath=False)[0]
-            w = max(w_text, w_id, 0.4 * fs) + 2 * pad
-            if x > 0 and x + w > width_pt:
-                x, y = 0.0, y + row_h
-            boxes.append((x, y, w))
-            x += w + gap
-            widest = max(widest, x - gap)
-            if "\n" in text:
-                x, y = 0.0, y + row_h
-        n_rows_h = (boxes[-1][1] + row_h) if boxes else row_h
-        return boxes, n_rows_h, widest
-
-    if ax is None:
+    if ax is None:  # a figure as tall as the layout needs
         width_pt = max_width * 72
         boxes, height_pt, _ = layout(fontsize, width_pt)
         top, bottom = 0.5 * 72, 0.4 * 72  # room for the title and the caption, in points
@@ -588,27 +617,19 @@ def plot_tokens(
         fw, fh = fig.get_size_inches() * 72
         ax = fig.add_axes((0.15 * 72 / fw, bottom / fh, width_pt / fw, height_pt / fh))
         axes_h = height_pt
-    else:
+    else:  # the given Axes: shrink the font until everything fits it
         bbox = ax.get_position()
         fw, fh = ax.figure.get_size_inches() * 72
         width_pt, axes_h = min(bbox.width * fw, max_width * 72), bbox.height * fh
         boxes, height_pt, _ = layout(fontsize, width_pt)
-        for _ in range(6):  # shrink the font until everything fits the given Axes
+        for _ in range(6):
             if height_pt <= axes_h:
                 break
             fontsize *= max(0.5, math.sqrt(axes_h / height_pt))
             boxes, height_pt, _ = layout(fontsize, width_pt)
         width_pt = bbox.width * fw
 
-    prop = FontProperties(family=list(font_fallbacks()), size=fontsize)
-    box_h = 1.55 * fontsize
-    for (x, y, w), shown, (_, tid) in zip(boxes, texts, pieces, strict=True):
-        ax.add_patch(FancyBboxPatch((x, y), w, box_h, boxstyle=f"round,pad=0,rounding_size={0.25 * fontsize}",
-                                    facecolor=token_color(tid), edgecolor="#00000030", linewidth=0.6))
-        ax.text(x + w / 2, y + box_h / 2, shown, ha="center", va="center_baseline", fontproperties=prop,
-                color="#111111")
-        ax.text(x + w / 2, y + box_h + 0.1 * fontsize, str(tid), ha="center", va="top",
-                fontsize=fontsize * 0.62, color="#555555")
+    _draw_token_boxes(ax, pieces, texts, boxes, fontsize)
     ax.set_xlim(0, width_pt)
     ax.set_ylim(max(axes_h, height_pt), 0)
     ax.set_xticks([])

@@ -14,10 +14,10 @@ The vocabulary is every printable ASCII character plus newline (the corpus uses 
 fine-tuning project can give them meanings (``<|user|>``, ``<|end|>``, ...) without resizing the
 embedding table.
 
-The cache lives in :func:`shared.data.default_cache_dir` (``$HARDWAY_CACHE`` or
+The cache lives in :func:`shared.utils.default_cache_dir` (``$HARDWAY_CACHE`` or
 ``~/.cache/llm-hard-way``). The file name carries a hash of the model and training recipe, so
 changing the recipe trains a new model rather than loading a stale one. Writes are atomic with a
-sha256 sidecar (:func:`shared.train.save_checkpoint`); a corrupted file is reported, set aside
+sha256 sidecar (:func:`shared.checkpoint.save_checkpoint`); a corrupted file is reported, set aside
 and retrained.
 """
 
@@ -34,9 +34,13 @@ from pathlib import Path
 
 import torch
 
-from shared.data import CharTokenizer, default_cache_dir, load_shakespeare, make_get_batch, train_val_split
+from shared.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from shared.corpus import load_shakespeare
+from shared.data import make_get_batch, train_val_split
 from shared.model import GPT, GPTConfig
-from shared.train import CheckpointError, History, TrainConfig, load_checkpoint, save_checkpoint, train
+from shared.tokenizers import CharTokenizer
+from shared.train import History, TrainConfig, train
+from shared.utils import default_cache_dir
 
 __all__ = [
     "RESERVED",
@@ -80,6 +84,11 @@ BASE_TRAIN = TrainConfig(
 
 _RECIPE_VERSION = 1  # bump when the data pipeline changes in a way the configs do not show
 
+#: TrainConfig fields added after the recipe was first hashed, with the default that reproduces the old
+#: training exactly. At that default a field stays out of the hash, so adding it keeps the cached model;
+#: set to anything else, it enters the hash and a new model is trained.
+_LATER_TRAIN_FIELDS: dict[str, object] = {"schedule": "cosine"}
+
 
 def base_tokenizer() -> CharTokenizer:
     """Printable ASCII + newline (96 characters, sorted), then the 8 :data:`RESERVED` characters."""
@@ -87,10 +96,14 @@ def base_tokenizer() -> CharTokenizer:
 
 
 def _recipe_hash() -> str:
+    train_fields = dataclasses.asdict(BASE_TRAIN)
+    for name, default in _LATER_TRAIN_FIELDS.items():
+        if train_fields[name] == default:
+            del train_fields[name]
     recipe = {
         "version": _RECIPE_VERSION,
         "model": dataclasses.asdict(BASE_CONFIG),
-        "train": dataclasses.asdict(BASE_TRAIN),
+        "train": train_fields,
         "vocab": base_tokenizer().chars,
     }
     return hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
@@ -147,12 +160,14 @@ def load_base_model(
         except (CheckpointError, RuntimeError) as err:
             bad = path.with_name(path.name + ".corrupt")
             os.replace(path, bad)
-            warnings.warn(f"cached base model {path} is unusable ({err}); moved it to {bad.name} and retraining",
-                          stacklevel=2)
+            warnings.warn(
+                f"cached base model {path} is unusable ({err}); moved it to {bad.name} and retraining",
+                stacklevel=2,
+            )
         else:
             if verbose:
-                extra = payload.get("extra") or {}
-                print(f"loaded the base model from {path} (val loss {extra.get('val_loss', float('nan')):.3f})")
+                val_loss = (payload.get("extra") or {}).get("val_loss", float("nan"))
+                print(f"loaded the base model from {path} (val loss {val_loss:.3f})")
             return model.eval(), tok
 
     if verbose:

@@ -1,10 +1,12 @@
 """The scaling-law sweep runner: train GPTs of several sizes and token budgets, measure everything.
 
 One :class:`SweepPoint` is one training run (a model shape, a token budget, an optimiser setting).
-:func:`run_point` trains it and returns a :class:`SweepResult`: the loss curve (every step), the
-validation loss at fixed intervals, wall time, throughput (tokens/s), memory (CPU resident set;
-CUDA allocator peak on CUDA), the parameter count and the training FLOPs. Project 16 builds its
-scaling laws from these results.
+:func:`run_point` trains it with the one training loop of the package, :func:`shared.train.train`
+(the point's :meth:`SweepPoint.train_config`, its schedule from :func:`shared.train.lr_at`, its
+AdamW from :func:`shared.train.make_optimizer`), and returns a :class:`SweepResult`: the loss
+curve (every step), the validation loss at fixed intervals, wall time, throughput (tokens/s),
+memory (CPU resident set; CUDA allocator peak on CUDA), the parameter count and the training
+FLOPs. Project 16 builds its scaling laws from these results.
 
 What is counted (Kaplan et al. 2020, §2.1; Hoffmann et al. 2022, Appendix F):
 
@@ -28,7 +30,7 @@ Command line (``--help`` lists everything)::
 
     python -m shared.sweep --d-model 16 32 64 --n-layer 2 --steps 300 --out sweep.json
     torchrun --nproc_per_node=2 -m shared.sweep --d-model 32 --steps 100 --out sweep.csv
-    python -m torch.distributed.run --nproc_per_node=2 -m shared.sweep ...   # the same, without the torchrun script
+    python -m torch.distributed.run --nproc_per_node=2 -m shared.sweep ...   # the same, no torchrun script
 
 Every combination of ``--d-model`` × ``--n-layer`` × ``--steps`` is one point. The output is JSON
 (everything, loss curves included) or CSV (one row per point, scalars only), by the file suffix,
@@ -46,7 +48,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -57,9 +58,14 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from shared.data import CharTokenizer, load_shakespeare, train_val_split
-from shared.device import MemoryTracker, peak_memory
+from shared.corpus import load_shakespeare
+from shared.data import train_val_split
+from shared.device import MemoryTracker, get_device, peak_memory
 from shared.model import GPT, GPTConfig
+from shared.tokenizers import CharTokenizer
+from shared.train import SCHEDULES as TRAIN_SCHEDULES
+from shared.train import GetBatch, History, TrainConfig, TrainingDivergedError, lr_at, train
+from shared.utils import atomic_write_text, is_int, is_real
 
 __all__ = [
     "SweepData",
@@ -75,21 +81,13 @@ __all__ = [
     "write_results",
 ]
 
-SCHEDULES = ("constant", "cosine")
+SCHEDULES = tuple(sorted(TRAIN_SCHEDULES))  # ("constant", "cosine"): those of shared.train.lr_at
 CSV_COLUMNS = (
     "n_layer", "d_model", "n_head", "steps", "batch_size", "block_size", "lr", "schedule", "seed",
     "n_params", "n_params_total", "tokens", "flops", "flops_with_attention", "final_train_loss",
     "final_val_loss", "wall_s", "train_s", "tokens_per_s", "cpu_rss_peak_mib", "cpu_rss_delta_mib",
     "cuda_peak_mib", "world_size", "device",
 )
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-def _is_real(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -100,8 +98,9 @@ def _is_real(v: Any) -> bool:
 class SweepPoint:
     """One training run. Invalid values raise ``ValueError`` naming the field, the value and the rule.
 
-    The model is GPT-2 style (learned positions, LayerNorm, pre-LN, GELU, tied embeddings). ``batch_size`` is the *global* batch in windows of
-    ``block_size`` tokens; under DDP each of the ``world_size`` ranks gets ``batch_size / world_size``.
+    The model is GPT-2 style (learned positions, LayerNorm, pre-LN, GELU, tied embeddings).
+    ``batch_size`` is the *global* batch in windows of ``block_size`` tokens; under DDP each of the
+    ``world_size`` ranks gets ``batch_size / world_size``.
     ``schedule``: ``"constant"`` (linear warmup, then flat; intermediate losses are then
     usable as shorter runs, as in Kaplan et al. 2020) or ``"cosine"`` (warmup, then a cosine down to
     lr/10 at the last step, the schedule Hoffmann et al. 2022 match to each run's length, §3.1).
@@ -128,27 +127,41 @@ class SweepPoint:
 
         for name in ("n_layer", "d_model", "n_head", "block_size", "batch_size", "steps",
                      "eval_interval", "eval_batches"):
-            if not _is_int(getattr(self, name)) or getattr(self, name) < 1:
+            if not is_int(getattr(self, name)) or getattr(self, name) < 1:
                 fail(name, "must be an int >= 1")
         if self.d_model % self.n_head != 0:
             fail("n_head", f"must divide d_model={self.d_model}")
-        if not _is_real(self.lr) or self.lr <= 0:
+        if not is_real(self.lr) or self.lr <= 0:
             fail("lr", "must be a finite number > 0")
-        if not _is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.steps:
+        if not is_int(self.warmup_steps) or not 0 <= self.warmup_steps <= self.steps:
             fail("warmup_steps", f"must be an int with 0 <= warmup_steps <= steps={self.steps}")
         if self.schedule not in SCHEDULES:
             fail("schedule", f"is not one of {SCHEDULES}")
-        if not _is_real(self.weight_decay) or self.weight_decay < 0:
+        if not is_real(self.weight_decay) or self.weight_decay < 0:
             fail("weight_decay", "must be a finite number >= 0")
-        if self.grad_clip is not None and (not _is_real(self.grad_clip) or self.grad_clip <= 0):
+        if self.grad_clip is not None and (not is_real(self.grad_clip) or self.grad_clip <= 0):
             fail("grad_clip", "must be None (no clipping) or a finite number > 0")
-        if not _is_int(self.seed) or not 0 <= self.seed < 2**31:
+        if not is_int(self.seed) or not 0 <= self.seed < 2**31:
             fail("seed", "must be an int with 0 <= seed < 2**31")
 
     @property
     def tokens(self) -> int:
         """D: training tokens = steps × batch_size × block_size."""
         return self.steps * self.batch_size * self.block_size
+
+    def train_config(self, batch_size: int | None = None, device: str = "cpu") -> TrainConfig:
+        """The :class:`~shared.train.TrainConfig` this point trains with (``batch_size``: per rank).
+
+        Learning rate, warmup, schedule (its floor lr/10, TrainConfig's default ``min_lr``), weight
+        decay (0 by default), gradient clipping, evaluation interval and seed are the point's; the
+        betas are TrainConfig's (0.9, 0.95). ``batch_size`` defaults to the global batch.
+        """
+        return TrainConfig(
+            max_steps=self.steps, batch_size=self.batch_size if batch_size is None else batch_size,
+            lr=self.lr, warmup_steps=self.warmup_steps, schedule=self.schedule,
+            weight_decay=self.weight_decay, grad_clip=self.grad_clip, eval_interval=self.eval_interval,
+            eval_iters=self.eval_batches, seed=self.seed, device=device,
+        )
 
     def config(self, vocab_size: int) -> GPTConfig:
         """The GPT-2 style ``GPTConfig`` of this point."""
@@ -160,15 +173,11 @@ class SweepPoint:
 
 
 def lr_schedule(step: int, point: SweepPoint) -> float:
-    """Learning rate of update ``step``: warmup η·(s+1)/(W+1), then flat or cosine to η/10 at the last step."""
-    w = point.warmup_steps
-    if step < w:
-        return point.lr * (step + 1) / (w + 1)
-    if point.schedule == "constant":
-        return point.lr
-    p = min(1.0, (step - w) / max(1, point.steps - 1 - w))
-    lo = point.lr / 10
-    return lo + 0.5 * (point.lr - lo) * (1.0 + math.cos(math.pi * p))
+    """Learning rate of update ``step``: :func:`shared.train.lr_at` of the point's training config.
+
+    Warmup η·(s+1)/(W+1), then flat (``"constant"``) or a cosine down to η/10 at the last step.
+    """
+    return lr_at(step, point.train_config())
 
 
 @dataclass
@@ -263,7 +272,7 @@ def load_data(train_chars: int = 1_000_000, val_chars: int = 100_000) -> SweepDa
     training split and the first ``val_chars`` of the validation split; the vocabulary is every
     character of the corpus."""
     for name, v in (("train_chars", train_chars), ("val_chars", val_chars)):
-        if not _is_int(v) or v < 1000:
+        if not is_int(v) or v < 1000:
             raise ValueError(f"load_data: {name}={v!r} must be an int >= 1000")
     text = load_shakespeare()
     tok = CharTokenizer.from_text(text)
@@ -274,10 +283,26 @@ def load_data(train_chars: int = 1_000_000, val_chars: int = 100_000) -> SweepDa
     )
 
 
-def _windows(data: torch.Tensor, starts: torch.Tensor, block_size: int, device: torch.device
-             ) -> tuple[torch.Tensor, torch.Tensor]:
+def _windows(data: torch.Tensor, starts: torch.Tensor, block_size: int) -> tuple[torch.Tensor, torch.Tensor]:
     index = starts[:, None] + torch.arange(block_size)  # (b, T)
-    return data[index].to(device), data[index + 1].to(device)  # (b, T), (b, T)
+    return data[index], data[index + 1]  # (b, T), (b, T)
+
+
+def _rank_batches(data: SweepData, block_size: int) -> GetBatch:
+    """``get_batch(split, b, generator)`` for :func:`shared.train.train`: this rank's slice of a global batch.
+
+    Every rank draws the same ``b · world_size`` window starts from the same generator and keeps
+    its own ``b`` of them, so the ranks' slices are disjoint and together form the global batch.
+    """
+    rank, world = _world()
+
+    def get_batch(split: str, batch_size: int, generator: torch.Generator
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        ids = {"train": data.train, "val": data.val}[split]
+        starts = torch.randint(len(ids) - block_size, (batch_size * world,), generator=generator)  # (B,)
+        return _windows(ids, starts[rank * batch_size:(rank + 1) * batch_size], block_size)  # (b, T) each
+
+    return get_batch
 
 
 # ----------------------------------------------------------------------------------------------
@@ -300,34 +325,26 @@ def _global_mean(value: torch.Tensor) -> float:
     return float(t) / world
 
 
-def _resolve_device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r}: CUDA is not available here; use 'cpu' or 'auto'")
-    if device.type not in ("cpu", "cuda"):
-        raise ValueError(f"device={str(device)!r} is not supported by the sweep; use 'cpu', 'cuda' or 'auto'")
-    return device
-
-
 # ----------------------------------------------------------------------------------------------
 # Training one point
 
 
 @torch.no_grad()
-def _evaluate(model: GPT, data: SweepData, point: SweepPoint, device: torch.device) -> float:
-    """Mean next-token loss over fixed validation windows (seed + 1), sharded over ranks like training."""
-    rank, world = _world()
+def _evaluate(model: GPT, get_batch: GetBatch, point: SweepPoint, device: torch.device) -> float:
+    """Mean next-token loss over fixed validation windows (seed + 1), sharded over ranks like training.
+
+    The mean is over every token of every rank (a float64 sum of token losses over the token count),
+    so it does not depend on how the windows are split between ranks.
+    """
+    _, world = _world()
     gen = torch.Generator().manual_seed(point.seed + 1)
-    local = point.batch_size // world
     total = torch.zeros(2, dtype=torch.float64)  # (sum of token losses, number of tokens)
     was_training = model.training
     model.eval()
     for _ in range(point.eval_batches):
-        starts = torch.randint(len(data.val) - point.block_size, (point.batch_size,), generator=gen)  # (B,)
-        x, y = _windows(data.val, starts[rank * local:(rank + 1) * local], point.block_size, device)
-        logits, _ = model(x)  # (b, T, V)
+        x, y = get_batch("val", point.batch_size // world, gen)  # (b, T) each
+        logits, _ = model(x.to(device))  # (b, T, V)
+        y = y.to(device)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum")
         total += torch.tensor([float(loss), y.numel()], dtype=torch.float64)
     model.train(was_training)
@@ -336,88 +353,85 @@ def _evaluate(model: GPT, data: SweepData, point: SweepPoint, device: torch.devi
     return float(total[0] / total[1])
 
 
-def train_point(
-    point: SweepPoint, data: SweepData | None = None, device: str | torch.device | None = "cpu"
-) -> tuple[SweepResult, GPT]:
-    """Train one point; return its :class:`SweepResult` and the trained model (unwrapped from DDP).
-
-    In a process group (``torchrun``) the model is wrapped in ``DistributedDataParallel`` and each
-    rank trains on its slice of every global batch. ``device=None`` or ``"auto"`` picks CUDA when
-    available; under torchrun with CUDA each rank uses ``cuda:LOCAL_RANK``.
-    """
-    if not isinstance(point, SweepPoint):
-        raise ValueError(f"train_point needs a SweepPoint, got {type(point).__name__}")
-    rank, world = _world()
+def _point_device(point: SweepPoint, device: str | torch.device | None) -> torch.device:
+    """:func:`shared.device.get_device`; under torchrun with CUDA, rank r's ``cuda:LOCAL_RANK``."""
+    _, world = _world()
     if point.batch_size % world != 0:
         raise ValueError(
             f"SweepPoint.batch_size={point.batch_size} is not divisible by world_size={world}: each rank "
             f"takes batch_size / world_size windows of the global batch; use a multiple of {world}"
         )
-    dev = _resolve_device(device)
+    dev = get_device(device)
     if dev.type == "cuda" and world > 1 and dev.index is None:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return dev
+
+
+def train_point(
+    point: SweepPoint, data: SweepData | None = None, device: str | torch.device | None = "cpu"
+) -> tuple[SweepResult, GPT]:
+    """Train one point; return its :class:`SweepResult` and the trained model (unwrapped from DDP).
+
+    The loop is :func:`shared.train.train` with the point's :meth:`SweepPoint.train_config`, fed this
+    rank's slice of every global batch, evaluated by the token-weighted validation loss over all
+    ranks, and recording the loss averaged over ranks. In a process group (``torchrun``) the model
+    is wrapped in ``DistributedDataParallel``. ``device`` goes to :func:`shared.device.get_device`
+    (``None`` or ``"auto"``: ``$HARDWAY_DEVICE``, else the best available); under torchrun with CUDA
+    each rank uses ``cuda:LOCAL_RANK``.
+    """
+    if not isinstance(point, SweepPoint):
+        raise ValueError(f"train_point needs a SweepPoint, got {type(point).__name__}")
+    dev = _point_device(point, device)
     data = load_data() if data is None else data
     if len(data.train) <= point.block_size + 1 or len(data.val) <= point.block_size + 1:
         raise ValueError(f"the data must be longer than block_size={point.block_size} + 1 tokens")
+    _, world = _world()
 
     torch.manual_seed(point.seed)  # the same initial weights on every rank (DDP also broadcasts rank 0's)
-    cfg = point.config(data.vocab_size)
-    model = GPT(cfg).to(dev)
+    model = GPT(point.config(data.vocab_size)).to(dev)
     runner: torch.nn.Module = model
     if world > 1:
         from torch.nn.parallel import DistributedDataParallel as DDP
 
         runner = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-    optimizer = model.configure_optimizer(weight_decay=point.weight_decay, lr=point.lr)
-    gen = torch.Generator().manual_seed(point.seed)  # the same global batches on every rank
-    local = point.batch_size // world
-    max_norm = point.grad_clip if point.grad_clip is not None else math.inf
+    get_batch = _rank_batches(data, point.block_size)
+    eval_s = 0.0
 
-    train_loss: list[float] = []
-    eval_steps: list[int] = []
-    val_loss: list[float] = []
-    train_s = 0.0
+    def val_loss(_: torch.nn.Module) -> float:
+        nonlocal eval_s
+        t0 = time.perf_counter()
+        value = _evaluate(model, get_batch, point, dev)
+        eval_s += time.perf_counter() - t0
+        return value
+
     t_start = time.perf_counter()
     with MemoryTracker(dev) as mem:
-        for step in range(point.steps):
-            if step % point.eval_interval == 0:
-                eval_steps.append(step)
-                val_loss.append(_evaluate(model, data, point, dev))
-            t0 = time.perf_counter()
-            for group in optimizer.param_groups:
-                group["lr"] = lr_schedule(step, point)
-            starts = torch.randint(len(data.train) - point.block_size, (point.batch_size,), generator=gen)  # (B,)
-            x, y = _windows(data.train, starts[rank * local:(rank + 1) * local], point.block_size, dev)  # (b, T)
-            _, loss = runner(x, y)  # mean over this rank's b·T targets
-            loss.backward()  # DDP: gradients averaged over ranks here
-            torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            value = _global_mean(loss)
-            if dev.type == "cuda":
-                torch.cuda.synchronize(dev)
-            train_s += time.perf_counter() - t0
-            if not math.isfinite(value):
-                raise FloatingPointError(
-                    f"loss became {value} at step {step} of d_model={point.d_model}, n_layer={point.n_layer}, "
-                    f"lr={point.lr}: lower the learning rate or add warmup"
-                )
-            train_loss.append(value)
-        eval_steps.append(point.steps)
-        val_loss.append(_evaluate(model, data, point, dev))
+        try:
+            history = train(runner, get_batch, point.train_config(point.batch_size // world, str(dev)),
+                            eval_fn=val_loss, reduce_loss=_global_mean)
+        except TrainingDivergedError as err:
+            where = f"sweep point d_model={point.d_model}, n_layer={point.n_layer}, lr={point.lr}"
+            raise TrainingDivergedError(f"{where}: {err}", err.history) from err
     wall_s = time.perf_counter() - t_start
+    return _result(point, model, history, wall_s, wall_s - eval_s, mem, world, dev), model
 
+
+def _result(point: SweepPoint, model: GPT, history: History, wall_s: float, train_s: float,
+            mem: MemoryTracker, world: int, dev: torch.device) -> SweepResult:
+    """The :class:`SweepResult` of a finished run: curves from its History, counts from the model."""
+    steps, final = history.rows[:-1], history.rows[-1]
+    evaluated = [r for r in steps if r["step"] % point.eval_interval == 0] + [final]
     n = model.num_params(non_embedding=True)
     tokens = point.tokens
-    result = SweepResult(
+    return SweepResult(
         point=dataclasses.asdict(point), n_params=n, n_params_total=model.num_params(non_embedding=False),
         tokens=tokens, flops=6.0 * n * tokens, flops_with_attention=float(model.flops_per_token()) * tokens,
-        train_loss=train_loss, eval_steps=eval_steps, val_loss=val_loss, wall_s=wall_s, train_s=train_s,
+        train_loss=[r["train_loss"] for r in steps], eval_steps=[int(r["step"]) for r in evaluated],
+        val_loss=[r["val_loss"] for r in evaluated], wall_s=wall_s, train_s=train_s,
         tokens_per_s=tokens / train_s if train_s > 0 else math.nan,
         cpu_rss_peak_mib=peak_memory()["cpu_max_rss_mib"], cpu_rss_delta_mib=mem.cpu_rss_delta_mib,
         cuda_peak_mib=mem.cuda_peak_mib, world_size=world, device=str(dev),
     )
-    return result, model
 
 
 def run_point(point: SweepPoint, data: SweepData | None = None, device: str | torch.device | None = "cpu"
@@ -465,19 +479,7 @@ def write_results(results: Sequence[SweepResult], path: str | os.PathLike[str],
         for r in results:
             writer.writerow(r.row())
         text = buf.getvalue()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_text(path, text)
     return path
 
 
@@ -526,24 +528,26 @@ def build_parser() -> argparse.ArgumentParser:
         "(DistributedDataParallel: gloo on CPU, nccl on CUDA). Every --d-model x --n-layer x --steps "
         "combination is one point.",
     )
-    parser.add_argument("--d-model", type=_positive_int, nargs="+", default=[16, 32], help="model widths")
-    parser.add_argument("--n-layer", type=_positive_int, nargs="+", default=[2], help="numbers of blocks")
-    parser.add_argument("--steps", type=_positive_int, nargs="+", default=[200], help="training steps (token budgets)")
-    parser.add_argument("--n-head", type=_positive_int, default=2, help="attention heads (must divide every d_model)")
-    parser.add_argument("--batch-size", type=_positive_int, default=16,
-                        help="GLOBAL batch in windows; each of the world_size ranks gets batch_size / world_size")
-    parser.add_argument("--block-size", type=_positive_int, default=32, help="tokens per window (T)")
-    parser.add_argument("--lr", type=_positive_float, default=3e-3, help="peak learning rate (AdamW)")
-    parser.add_argument("--warmup-steps", type=int, default=20, help="linear warmup steps (>= 0, <= steps)")
-    parser.add_argument("--schedule", choices=SCHEDULES, default="constant", help="after warmup: flat or cosine to lr/10")
-    parser.add_argument("--eval-interval", type=_positive_int, default=50, help="validate every this many steps")
-    parser.add_argument("--eval-batches", type=_positive_int, default=8, help="validation batches per evaluation")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of the batch order")
-    parser.add_argument("--train-chars", type=_positive_int, default=1_000_000, help="training characters used")
-    parser.add_argument("--val-chars", type=_positive_int, default=100_000, help="validation characters used")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"), help="auto: CUDA if available")
-    parser.add_argument("--out", type=_output_path, required=True, help="results file: .json (with curves) or .csv")
-    parser.add_argument("--quiet", action="store_true", help="no per-point lines")
+    add = parser.add_argument
+    add("--d-model", type=_positive_int, nargs="+", default=[16, 32], help="model widths")
+    add("--n-layer", type=_positive_int, nargs="+", default=[2], help="numbers of blocks")
+    add("--steps", type=_positive_int, nargs="+", default=[200], help="training steps (token budgets)")
+    add("--n-head", type=_positive_int, default=2, help="attention heads (must divide every d_model)")
+    add("--batch-size", type=_positive_int, default=16,
+        help="GLOBAL batch in windows; each of the world_size ranks gets batch_size / world_size")
+    add("--block-size", type=_positive_int, default=32, help="tokens per window (T)")
+    add("--lr", type=_positive_float, default=3e-3, help="peak learning rate (AdamW)")
+    add("--warmup-steps", type=int, default=20, help="linear warmup steps (>= 0, <= steps)")
+    add("--schedule", choices=SCHEDULES, default="constant", help="after warmup: flat or cosine to lr/10")
+    add("--eval-interval", type=_positive_int, default=50, help="validate every this many steps")
+    add("--eval-batches", type=_positive_int, default=8, help="validation batches per evaluation")
+    add("--seed", type=int, default=0, help="seed of the weights and of the batch order")
+    add("--train-chars", type=_positive_int, default=1_000_000, help="training characters used")
+    add("--val-chars", type=_positive_int, default=100_000, help="validation characters used")
+    add("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"),
+        help="auto: $HARDWAY_DEVICE if set, else CUDA, MPS or CPU (shared.device.get_device)")
+    add("--out", type=_output_path, required=True, help="results file: .json (with curves) or .csv")
+    add("--quiet", action="store_true", help="no per-point lines")
     return parser
 
 
@@ -556,9 +560,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         for d, n_layer, steps in itertools.product(args.d_model, args.n_layer, args.steps):
             points.append(SweepPoint(
                 n_layer=n_layer, d_model=d, n_head=args.n_head, block_size=args.block_size,
-                batch_size=args.batch_size, steps=steps, lr=args.lr, warmup_steps=min(args.warmup_steps, steps),
-                schedule=args.schedule, eval_interval=args.eval_interval, eval_batches=args.eval_batches,
-                seed=args.seed,
+                batch_size=args.batch_size, steps=steps, lr=args.lr,
+                warmup_steps=min(args.warmup_steps, steps), schedule=args.schedule,
+                eval_interval=args.eval_interval, eval_batches=args.eval_batches, seed=args.seed,
             ))
     except ValueError as err:
         parser.error(str(err))
@@ -569,8 +573,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the sweep the command line describes (in a process group when started by torchrun)."""
     args, points = parse_args(argv)
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    device = _resolve_device(args.device)
+    device = get_device(args.device)
     if world > 1:
+        if device.type == "mps":
+            print("error: DistributedDataParallel needs CPU (gloo) or CUDA (nccl), not MPS; "
+                  "use --device cpu", file=sys.stderr)
+            return 2
         if args.batch_size % world != 0:
             print(f"error: --batch-size {args.batch_size} is not divisible by world_size={world} "
                   f"(each rank takes batch_size / world_size windows)", file=sys.stderr)

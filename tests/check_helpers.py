@@ -13,13 +13,14 @@ from typing import Any
 import pytest
 
 from shared.checks import CheckFailed
-from shared.notebooks import solution_functions
+from shared.tooling.notebooks import solution_functions
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def solution_loader(project: str) -> Callable[..., Any]:
-    """``solution(*names, replace=None)`` for one project: several names give a dict, one name the function."""
+    """``solution(*names, replace=None)`` for one project:
+    several names give a dict, one name the function."""
     notebook = ROOT / project / "solution.ipynb"
 
     def solution(*names: str, replace: list[tuple[str, str]] | None = None) -> Any:

@@ -43,7 +43,10 @@ def _entropy(at: AppTest) -> float:
 
 @pytest.fixture(scope="module")
 def session(cache):
-    """One dashboard session shared by the slider and prompt tests, with short continuations (quick reruns)."""
+    """One dashboard session shared by the slider and prompt tests.
+
+    Its continuations are short, so reruns are quick.
+    """
     at = _app().run()
     assert not at.exception, at.exception
     at.slider(key="length").set_value(10)
@@ -70,7 +73,9 @@ def test_app_trains_saves_a_checkpoint_and_renders_without_exceptions(cache):
     assert checkpoint.is_file() and Path(str(checkpoint) + ".sha256").is_file()
     assert not at.error and not at.warning
     assert at.title[0].value.startswith("07 · Entropy Plotter")
-    assert {m.label for m in at.metric} == {"entropy (nats)", "entropy (bits)", "tokens with p > 0", "most likely next"}
+    assert {m.label for m in at.metric} == {
+        "entropy (nats)", "entropy (bits)", "tokens with p > 0", "most likely next"
+    }
     assert 0 < _entropy(at) < 4.25  # below ln 69, the uniform distribution's entropy
     assert len(at.code) == 3  # three sampled continuations by default
     assert "▶" in at.code[0].value

@@ -1,4 +1,7 @@
-"""benchmarks/: the scripts run end to end at small sizes and print every column (no timing is asserted here)."""
+"""benchmarks/: the scripts run end to end at small sizes and print every column.
+
+No timing is asserted here.
+"""
 
 from __future__ import annotations
 
@@ -56,7 +59,8 @@ def test_decode_speed_asserts_identical_tokens_and_prints_the_ratios_and_its_mem
     memory = re.search(r"memory: peak RSS ([\d,]+) MB; (.*)", out)
     assert memory and 0 < int(memory[1].replace(",", "")) < 1000
     if decode_speed._glibc() is not None:
-        assert memory[2].startswith("malloc_trim(0) between variants (untimed, 12 calls)")  # 2 x 2 x 3 variants
+        # 2 x 2 x 3 variants
+        assert memory[2].startswith("malloc_trim(0) between variants (untimed, 12 calls)")
 
 
 def test_longest_run_and_continuation_stats():
@@ -76,7 +80,9 @@ def tiny_gpt2() -> GPT:
 
 
 @pytest.mark.parametrize("seed", [None, 7])
-def test_three_ways_returns_the_common_tokens_and_catches_a_decoder_that_differs(seed, monkeypatch, one_thread):
+def test_three_ways_returns_the_common_tokens_and_catches_a_decoder_that_differs(
+    seed, monkeypatch, one_thread
+):
     pytest.importorskip("transformers")
     from shared.hf import to_hf
 
@@ -102,14 +108,18 @@ def test_three_ways_returns_the_common_tokens_and_catches_a_decoder_that_differs
 
 
 @pytest.mark.skipif(not base_checkpoint_path().is_file(),
-                    reason="the pre-trained base model is not cached (python -c 'import shared.pretrained as p; "
+                    reason="the pre-trained base model is not cached "
+                           "(python -c 'import shared.pretrained as p; "
                            "p.load_base_model()' trains it in about a minute)")
 def test_the_trained_base_model_decodes_identically_three_ways_and_not_degenerately(capsys, one_thread):
     pytest.importorskip("transformers")
     decode_speed.trained_identity_check()
     out = capsys.readouterr().out
-    found = re.findall(r"(greedy|sampled[^:]*): cached = uncached = HF generate on all (\d+) new tokens: (\d+) "
-                       r"distinct tokens, longest run of one token (\d+), (\d+) different continuations of 4", out)
+    found = re.findall(
+        r"(greedy|sampled[^:]*): cached = uncached = HF generate on all (\d+) new tokens: (\d+) "
+        r"distinct tokens, longest run of one token (\d+), (\d+) different continuations of 4",
+        out,
+    )
     assert [f[0].split(",")[0] for f in found] == ["greedy", "sampled"]
     for how, n, distinct, run, different in found:
         assert int(n) == 4 * 48 and int(different) == 4

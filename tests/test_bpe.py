@@ -1,4 +1,4 @@
-"""shared.bpe: the library byte-level BPE learns the same merges as the naive trainer and round-trips any text."""
+"""shared.tokenizers (BPE): byte-level BPE learns the naive trainer's merges and round-trips any text."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared.bpe import (
+from shared.checks.byte_pair_smith import reference_train_bpe
+from shared.corpus import load_shakespeare
+from shared.tokenizers import (
     GPT2_PATTERN,
     GPT4_PATTERN,
     BPETokenizer,
@@ -15,8 +17,6 @@ from shared.bpe import (
     train_bpe,
     train_bpe_naive,
 )
-from shared.checks_01_byte_pair_smith import reference_train_bpe
-from shared.data import load_shakespeare
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,9 @@
-"""shared/checks.py: the three outcomes of a learner check, and the comparison helpers."""
+"""shared/checks/__init__.py: the three outcomes of a learner check, and the comparison helpers;
+shared/checks/compare.py: the matcher, the diagnoser and the seeded inputs under one tolerance policy."""
 
 from __future__ import annotations
+
+import inspect
 
 import pytest
 import torch
@@ -14,6 +17,18 @@ from shared.checks import (
     expect_equal,
     fmt,
     learner_check,
+)
+from shared.checks.compare import (
+    CHECK_ATOL,
+    CHECK_RTOL,
+    DIAGNOSE_ATOL,
+    DIAGNOSE_RTOL,
+    diagnose,
+    expect_tensors,
+    gen,
+    matches,
+    mismatch,
+    randn,
 )
 
 
@@ -99,3 +114,60 @@ def test_assert_close_returns_max_abs_error_and_respects_tolerance():
 def test_fmt_cuts_long_values():
     assert len(fmt(list(range(1000)), limit=50)) == 50
     assert fmt("ab") == "'ab'"
+
+
+# ----------------------------------------------------------------------------------------------- compare
+
+
+def test_verdict_tolerance_is_the_default_of_assert_close():
+    defaults = inspect.signature(assert_close).parameters
+    assert (defaults["atol"].default, defaults["rtol"].default) == (CHECK_ATOL, CHECK_RTOL)
+    assert DIAGNOSE_ATOL > CHECK_ATOL and DIAGNOSE_RTOL > CHECK_RTOL
+
+
+def test_mismatch_gives_a_reason_instead_of_a_torch_error():
+    x = torch.tensor([1.0, 2.0])
+    assert mismatch(x.clone(), x) is None
+    assert mismatch([1.0, 2.0], x) == "expected a torch.Tensor, got list"
+    assert mismatch(x[None], x) == "shape (1, 2), expected (2,)"
+    assert mismatch(x.double(), x) is None  # dtype is not part of a match by default
+    assert mismatch(x.double(), x, check_dtype=True) == "dtype torch.float64, expected torch.float32"
+    assert mismatch(x + 1e-3, x).startswith("values differ: max abs err 1.0e-03")
+    assert not matches(None, x) and not matches(x[:1], x)
+
+
+def test_matches_compares_in_float64_with_nan_and_inf_as_values():
+    ref = torch.tensor([1.0, 1.0 + 1e-9], dtype=torch.float64)
+    assert matches(torch.tensor([1.0, 1.0]), ref)  # the float32 answer to a float64 reference
+    assert not matches(torch.tensor([1.0, 1.0]), ref, atol=0, rtol=0)  # exact: 1e-9 is not rounded away
+    assert matches(torch.tensor([3, 4]), torch.tensor([3.0, 4.0]), atol=0, rtol=0)  # integers by value
+    masked = torch.tensor([float("-inf"), float("nan"), 0.5])
+    assert matches(masked.clone(), masked)
+    assert not matches(torch.tensor([0.0, float("nan"), 0.5]), masked)
+    near = torch.tensor(1.00005)
+    assert matches(near, torch.tensor(1.0), atol=1e-4) and not matches(near, torch.tensor(1.0))
+
+
+def test_diagnose_names_the_first_bug_matched_or_every_one_or_the_default():
+    x = torch.tensor([1.0, 2.0])
+    bugs = [(x * 2, "doubled"), (x + 1, "shifted"), (x + 1, "off by one")]
+    assert diagnose(x * 2 + 5e-5, bugs, "default") == "doubled"  # within the diagnosis tolerance, 1e-4
+    assert diagnose(x + 1, bugs, "default") == "shifted"
+    assert diagnose(x + 1, bugs, "default", every=True) == "shifted OR off by one"
+    assert diagnose(x, bugs, "default") == "default"
+    assert diagnose("not a tensor", bugs, "default") == "default"
+    assert diagnose(x * 2 + 5e-5, bugs, "default", atol=0, rtol=0) == "default"
+
+
+def test_expect_tensors_returns_the_tuple_or_fails_with_the_rule_and_hint():
+    pair = (torch.zeros(1), torch.ones(1))
+    assert expect_tensors(pair, 2, "f must return two tensors", "return a, b") is pair
+    for wrong in (torch.zeros(1), (torch.zeros(1),), (torch.zeros(1), 1.0), [torch.zeros(1), torch.ones(1)]):
+        with pytest.raises(CheckFailed, match=r"f must return two tensors\n   hint: return a, b"):
+            expect_tensors(wrong, 2, "f must return two tensors", "return a, b")
+
+
+def test_gen_and_randn_are_seeded():
+    assert torch.equal(randn(3, 4, seed=7), torch.randn(3, 4, generator=torch.Generator().manual_seed(7)))
+    assert torch.equal(randn(5, seed=1, scale=2.0), 2.0 * randn(5, seed=1))
+    assert torch.equal(torch.rand(3, generator=gen(2)), torch.rand(3, generator=gen(2)))

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_01_byte_pair_smith.py.
+"""Tests for shared/checks/byte_pair_smith.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.checks import TodoNotDone
-from shared.checks_01_byte_pair_smith import (
+from shared.checks.byte_pair_smith import (
     CHECK_PARAGRAPH,
     GPT2_SPLIT_PATTERN,
     GPT4_SPLIT_PATTERN,
@@ -77,7 +77,8 @@ def test_reference_split_text_keeps_specials_whole_and_joins_back_to_the_text():
     assert "".join(chunks) == text
     import regex
 
-    assert reference_split_text("I'll go", (), GPT2_SPLIT_PATTERN) == regex.findall(GPT2_SPLIT_PATTERN, "I'll go")
+    assert reference_split_text("I'll go", (),
+                                GPT2_SPLIT_PATTERN) == regex.findall(GPT2_SPLIT_PATTERN, "I'll go")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 1
@@ -96,7 +97,8 @@ def test_check_get_stats_says_not_done_on_the_stub():
 
 
 def test_check_get_stats_catches_a_missing_last_pair():
-    buggy = solution("get_stats", replace=[("for pair in itertools.pairwise(ids):", "for pair in itertools.pairwise(ids[:-1]):")])
+    buggy = solution("get_stats", replace=[("for pair in itertools.pairwise(ids):",
+                                            "for pair in itertools.pairwise(ids[:-1]):")])
     fails(check_get_stats, buggy, "last pair (ids[-2], ids[-1]) is missing")
 
 
@@ -180,7 +182,8 @@ def test_check_train_bpe_catches_an_update_that_never_subtracts_the_old_pairs():
 
 
 def test_check_train_bpe_catches_an_update_that_forgets_the_word_frequency():
-    fns = solution("get_stats", "merge", "train_bpe", replace=[("counts[p] -= n * freqs[w]", "counts[p] -= n")])
+    fns = solution("get_stats", "merge", "train_bpe", replace=[("counts[p] -= n * freqs[w]",
+                                                                "counts[p] -= n")])
     fails(check_train_bpe, fns["train_bpe"], "subtract EVERY pair of the old word")
 
 
@@ -207,7 +210,8 @@ def test_check_train_bpe_catches_a_naive_trainer_that_breaks_ties_by_first_seen(
 
     import regex
 
-    def first_seen(text, vocab_size, split_pattern=None):  # a plausible learner version: max(counts, key=counts.get)
+    # a plausible learner version: max(counts, key=counts.get)
+    def first_seen(text, vocab_size, split_pattern=None):
         chunks = collections.Counter([text] if split_pattern is None else regex.findall(split_pattern, text))
         words, freqs = [list(w.encode()) for w in chunks], list(chunks.values())
         merges = {}
@@ -227,11 +231,12 @@ def test_check_train_bpe_catches_a_naive_trainer_that_breaks_ties_by_first_seen(
 
 
 def test_solution_train_bpe_matches_the_recount_reference_on_real_shakespeare():
-    from shared.data import load_shakespeare
+    from shared.corpus import load_shakespeare
 
     text = load_shakespeare()[:8_000]
     train_bpe = solution("get_stats", "merge", "train_bpe")["train_bpe"]
-    assert train_bpe(text, 256 + 120, GPT4_SPLIT_PATTERN) == reference_train_bpe(text, 256 + 120, GPT4_SPLIT_PATTERN)
+    assert train_bpe(text, 256 + 120,
+                     GPT4_SPLIT_PATTERN) == reference_train_bpe(text, 256 + 120, GPT4_SPLIT_PATTERN)
 
 
 def test_solution_train_bpe_rejects_a_vocab_smaller_than_the_bytes():
@@ -255,14 +260,16 @@ def test_check_encode_says_not_done_on_the_stub():
 
 def test_check_encode_catches_merges_applied_latest_first():
     fns = solution("get_stats", "merge", "encode", replace=[
-        ('min(stats, key=lambda p: merges.get(p, float("inf")))', "min(stats, key=lambda p: -merges.get(p, -1))"),
+        ('min(stats, key=lambda p: merges.get(p, float("inf")))',
+         "min(stats, key=lambda p: -merges.get(p, -1))"),
     ])
     fails(check_encode, fns["encode"], "LOWEST rank")
 
 
 def test_check_encode_catches_merging_the_most_frequent_pair_first():
     fns = solution("get_stats", "merge", "encode", replace=[
-        ('min(stats, key=lambda p: merges.get(p, float("inf")))', "min(stats, key=lambda p: (p not in merges, -stats[p]))"),
+        ('min(stats, key=lambda p: merges.get(p, float("inf")))',
+         "min(stats, key=lambda p: (p not in merges, -stats[p]))"),
     ])
     fails(check_encode, fns["encode"], "LOWEST rank", "not the most frequent pair")
 
@@ -309,7 +316,8 @@ def test_check_split_text_says_not_done_on_the_stub():
 
 def test_check_split_text_catches_dropped_whitespace():
     buggy = solution("split_text", replace=[
-        ("return regex.findall(pattern, text)", "return [c for c in regex.findall(pattern, text) if not c.isspace()]"),
+        ("return regex.findall(pattern, text)",
+         "return [c for c in regex.findall(pattern, text) if not c.isspace()]"),
     ])
     fails(check_split_text, buggy, "keep the whitespace chunks")
 
@@ -335,7 +343,8 @@ def test_check_split_text_catches_shortest_special_token_first():
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    """The solution's functions composed as the notebook's Tokenizer does, trained on a small multilingual text."""
+    """The solution's functions composed as the notebook's Tokenizer does,
+    trained on a small multilingual text."""
     fns = solution(*TOKENIZER_FUNCTIONS)
     text = CHECK_PARAGRAPH * 3 + "".join(NASTY_STRINGS) * 4 + "안녕하세요 세계 こんにちは 你好 नमस्ते " * 10
     merges = fns["train_bpe"](text, 256 + 200, GPT4_SPLIT_PATTERN)

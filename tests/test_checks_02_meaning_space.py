@@ -1,4 +1,4 @@
-"""Tests for shared/checks_02_meaning_space.py.
+"""Tests for shared/checks/meaning_space.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_02_meaning_space import (
+from shared.checks.meaning_space import (
     HAND_IDS,
     HAND_PAIRS_WINDOW_1,
     HAND_PAIRS_WINDOW_2,
@@ -57,9 +57,12 @@ def test_reference_pairs_reproduce_the_hand_worked_example():
 
 def test_reference_keep_probability_and_noise_follow_the_paper_formulas():
     keep = reference_keep_probability(torch.tensor([9.0, 1.0]), 0.01)
-    assert torch.allclose(keep, torch.tensor([math.sqrt(0.01 / 0.9), math.sqrt(0.01 / 0.1)], dtype=torch.double))
-    assert torch.allclose(reference_keep_probability(torch.tensor([1.0, 1e6]), 0.5)[0], torch.tensor(1.0, dtype=torch.double))
-    assert torch.allclose(reference_noise_distribution(torch.tensor([16.0, 1.0])), torch.tensor([8 / 9, 1 / 9], dtype=torch.double))
+    assert torch.allclose(keep, torch.tensor([math.sqrt(0.01 / 0.9), math.sqrt(0.01 / 0.1)],
+                                             dtype=torch.double))
+    assert torch.allclose(reference_keep_probability(torch.tensor([1.0, 1e6]), 0.5)[0],
+                          torch.tensor(1.0, dtype=torch.double))
+    assert torch.allclose(reference_noise_distribution(torch.tensor([16.0, 1.0])),
+                          torch.tensor([8 / 9, 1 / 9], dtype=torch.double))
 
 
 def test_reference_sgns_loss_is_1_plus_k_log2_at_zero_and_finite_at_huge_scores():
@@ -79,7 +82,7 @@ def test_two_topic_corpus_keeps_each_run_inside_one_topic():
     assert ((ids < 6).all(1) | (ids >= 6).all(1)).all()
 
 
-# ----------------------------------------------------------------------------------------------- pass + not done
+# -------------------------------------------------------------------------------------------- pass + not done
 
 
 @pytest.mark.parametrize(
@@ -110,7 +113,8 @@ def test_check_train_skipgram_passes_on_the_solution(capsys):
 @pytest.mark.parametrize(
     ("check", "todo"),
     [(check_one_hot, 1), (check_cosine_matrix, 2), (check_skipgram_pairs, 3), (check_keep_probability, 4),
-     (check_sample_negatives, 5), (check_sgns_loss, 6), (check_train_skipgram, 7), (check_nearest_neighbours, 8),
+     (check_sample_negatives, 5), (check_sgns_loss, 6), (check_train_skipgram,
+                                                         7), (check_nearest_neighbours, 8),
      (check_analogy, 9)],
 )
 def test_each_check_says_not_done_on_the_stub(check, todo):
@@ -126,18 +130,20 @@ def test_a_check_names_the_earlier_todo_a_stub_depends_on():
         check_nearest_neighbours(nn)
 
 
-# ----------------------------------------------------------------------------------------------- realistic bugs
+# --------------------------------------------------------------------------------------------- realistic bugs
 
 
 def test_one_hot_left_as_int64_is_caught():
     fn = solution("one_hot", replace=[("out = torch.zeros(len(ids), vocab_size)  # (N, V)",
                                        "out = torch.zeros(len(ids), vocab_size, dtype=torch.long)  # (N, V)"),
-                                      ("out[torch.arange(len(ids)), ids] = 1.0", "out[torch.arange(len(ids)), ids] = 1")])
+                                      ("out[torch.arange(len(ids)), ids] = 1.0",
+                                       "out[torch.arange(len(ids)), ids] = 1")])
     fails(check_one_hot, fn, "float")
 
 
 def test_one_hot_sized_by_the_largest_id_is_caught():
-    fn = solution("one_hot", replace=[("torch.zeros(len(ids), vocab_size)", "torch.zeros(len(ids), int(ids.max()) + 1)")])
+    fn = solution("one_hot", replace=[("torch.zeros(len(ids), vocab_size)",
+                                       "torch.zeros(len(ids), int(ids.max()) + 1)")])
     fails(check_one_hot, fn, "wrong shape")
 
 
@@ -148,8 +154,10 @@ def test_cosine_normalising_only_one_side_is_caught():
 
 def test_cosine_normalising_columns_is_caught():
     fn = solution("cosine_matrix", replace=[
-        ("a_unit = a / a.norm(dim=1, keepdim=True).clamp_min(eps)", "a_unit = a / a.norm(dim=0, keepdim=True).clamp_min(eps)"),
-        ("b_unit = b / b.norm(dim=1, keepdim=True).clamp_min(eps)", "b_unit = b / b.norm(dim=0, keepdim=True).clamp_min(eps)")])
+        ("a_unit = a / a.norm(dim=1, keepdim=True).clamp_min(eps)",
+         "a_unit = a / a.norm(dim=0, keepdim=True).clamp_min(eps)"),
+        ("b_unit = b / b.norm(dim=1, keepdim=True).clamp_min(eps)",
+         "b_unit = b / b.norm(dim=0, keepdim=True).clamp_min(eps)")])
     fails(check_cosine_matrix, fn, "ROW")
 
 
@@ -160,23 +168,27 @@ def test_window_including_the_centre_word_is_caught():
 
 
 def test_window_off_by_one_is_caught():
-    fn = solution("skipgram_pairs", replace=[("    for o in range(1, window + 1):\n        if", "    for o in range(1, window):\n        if")])
+    fn = solution("skipgram_pairs", replace=[("    for o in range(1, window + 1):\n        if",
+                                              "    for o in range(1, window):\n        if")])
     fails(check_skipgram_pairs, fn, "off by one")
 
 
 def test_one_sided_window_is_caught():
     fn = solution("skipgram_pairs", replace=[
-        ("        chunks.append(torch.stack([ids[o:], ids[:-o]], dim=1))  # (T - o, 2) context to the left\n", "")])
+        ("        chunks.append(torch.stack([ids[o:], ids[:-o]], dim=1))  # (T - o, 2) context to the left\n",
+         "")])
     fails(check_skipgram_pairs, fn, "only one side")
 
 
 def test_keep_probability_without_sqrt_is_caught():
-    fn = solution("keep_probability", replace=[("    return torch.sqrt(t / f).clamp(max=1.0)", "    return (t / f).clamp(max=1.0)")])
+    fn = solution("keep_probability", replace=[("    return torch.sqrt(t / f).clamp(max=1.0)",
+                                                "    return (t / f).clamp(max=1.0)")])
     fails(check_keep_probability, fn, "missing square root")
 
 
 def test_keep_probability_without_clamp_is_caught():
-    fn = solution("keep_probability", replace=[("    return torch.sqrt(t / f).clamp(max=1.0)", "    return torch.sqrt(t / f)")])
+    fn = solution("keep_probability", replace=[("    return torch.sqrt(t / f).clamp(max=1.0)",
+                                                "    return torch.sqrt(t / f)")])
     fails(check_keep_probability, fn, "clamped to 1")
 
 
@@ -193,7 +205,8 @@ def test_uniform_negatives_are_caught():
 
 
 def test_negatives_ignoring_the_generator_are_caught():
-    fn = solution("sample_negatives", replace=[("replacement=True, generator=generator)  # (n,)", "replacement=True)  # (n,)")])
+    fn = solution("sample_negatives", replace=[("replacement=True, generator=generator)  # (n,)",
+                                                "replacement=True)  # (n,)")])
     fails(check_sample_negatives, fn, "generator")
 
 
@@ -215,7 +228,8 @@ def test_sgns_loss_averaging_the_negatives_is_caught():
 
 
 def test_training_with_both_tables_at_zero_is_caught():
-    fn = trainer(replace=[("emb_in.weight.uniform_(-0.5 / dim, 0.5 / dim, generator=g)", "emb_in.weight.zero_()")])
+    fn = trainer(replace=[("emb_in.weight.uniform_(-0.5 / dim, 0.5 / dim, generator=g)",
+                           "emb_in.weight.zero_()")])
     fails(check_train_skipgram, fn, "did not fall", "both tables start at zero")
 
 
@@ -238,7 +252,8 @@ def test_neighbours_including_the_query_are_caught():
 
 def test_neighbours_by_dot_product_are_caught():
     fn = solution("nearest_neighbours", "cosine_matrix", replace=[
-        ("sims = cosine_matrix(emb[query_ids], emb)  # (Q, V)", "sims = emb[query_ids] @ emb.T  # (Q, V)")])["nearest_neighbours"]
+        ("sims = cosine_matrix(emb[query_ids], emb)  # (Q, V)",
+         "sims = emb[query_ids] @ emb.T  # (Q, V)")])["nearest_neighbours"]
     fails(check_nearest_neighbours, fn, "dot product")
 
 

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_03_rope_animator.py.
+"""Tests for shared/checks/rope_animator.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -14,7 +14,7 @@ import torch
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_03_rope_animator import (
+from shared.checks.rope_animator import (
     check_add_learned_positions,
     check_alibi_bias,
     check_apply_rope,
@@ -62,7 +62,8 @@ def test_reference_alibi_bias_has_geometric_slopes_and_causal_mask():
 
 @pytest.mark.parametrize(
     "check, todo",
-    [(check_sinusoidal_encoding, 1), (check_add_learned_positions, 2), (check_apply_rope, 3), (check_alibi_bias, 4)],
+    [(check_sinusoidal_encoding, 1), (check_add_learned_positions, 2), (check_apply_rope, 3),
+     (check_alibi_bias, 4)],
 )
 def test_untouched_stub_says_todo_not_done(check, todo):
     with pytest.raises(TodoNotDone, match=f"TODO {todo} .* is not done yet"):
@@ -74,11 +75,13 @@ def test_untouched_stub_says_todo_not_done(check, todo):
 
 def test_sinusoidal_check_passes_on_the_solution(capsys):
     check_sinusoidal_encoding(solution("sinusoidal_encoding"))
-    assert "✅ TODO 1 sinusoidal_encoding: matches shared.model.sinusoidal_positions" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "✅ TODO 1 sinusoidal_encoding: matches shared.model.sinusoidal_positions" in out
 
 
 def test_sinusoidal_check_catches_swapped_sin_and_cos():
-    fn = solution("sinusoidal_encoding", replace=[("[angles.sin(), angles.cos()]", "[angles.cos(), angles.sin()]")])
+    fn = solution("sinusoidal_encoding", replace=[("[angles.sin(), angles.cos()]",
+                                                   "[angles.cos(), angles.sin()]")])
     fails(check_sinusoidal_encoding, fn, "swap sin and cos")
 
 
@@ -88,7 +91,8 @@ def test_sinusoidal_check_catches_inverted_frequency_exponent():
 
 
 def test_sinusoidal_check_catches_positions_from_one():
-    fn = solution("sinusoidal_encoding", replace=[("torch.arange(n_pos, dtype", "torch.arange(1, n_pos + 1, dtype")])
+    fn = solution("sinusoidal_encoding", replace=[("torch.arange(n_pos, dtype",
+                                                   "torch.arange(1, n_pos + 1, dtype")])
     fails(check_sinusoidal_encoding, fn, "start positions at 1")
 
 
@@ -129,7 +133,8 @@ def test_rope_check_catches_adjacent_pairs_instead_of_rotate_half():
 
 
 def test_rope_check_catches_positions_from_one():
-    fn = solution("apply_rope", replace=[("positions.to(torch.float64)", "(positions + 1).to(torch.float64)")])
+    fn = solution("apply_rope", replace=[("positions.to(torch.float64)",
+                                          "(positions + 1).to(torch.float64)")])
     fails(check_apply_rope, fn, "positions start at 0")
 
 
@@ -144,7 +149,8 @@ def test_rope_check_catches_a_rotation_that_is_not_one():
 
 
 def test_rope_property_checks_catch_q_and_k_rotated_with_different_pairs():
-    """A function whose layout depends on the call (as when q and k take different code paths) breaks m − n."""
+    """A function whose layout depends on the call
+    (as when q and k take different code paths) breaks m − n."""
     right = solution("apply_rope")
     calls = {"n": 0}
 
@@ -173,16 +179,19 @@ def test_alibi_check_catches_slopes_off_by_one_power():
 
 
 def test_alibi_check_catches_a_wrong_rule_for_non_power_of_two_heads():
-    fn = solution("alibi_bias", replace=[("power_of_two_slopes(2 * p)[0::2]", "power_of_two_slopes(2 * p)[1::2]")])
+    fn = solution("alibi_bias", replace=[("power_of_two_slopes(2 * p)[0::2]",
+                                          "power_of_two_slopes(2 * p)[1::2]")])
     fails(check_alibi_bias, fn, "not a power of two", "every other slope")
 
 
 def test_alibi_check_catches_a_missing_causal_mask():
-    fn = solution("alibi_bias", replace=[('return bias.masked_fill(pos[None, :] > pos[:, None], float("-inf"))',
+    fn = solution("alibi_bias",
+                  replace=[('return bias.masked_fill(pos[None, :] > pos[:, None], float("-inf"))',
                                           "return bias")])
     fails(check_alibi_bias, fn, "-inf")
 
 
 def test_alibi_check_catches_an_inverted_distance_sign():
-    fn = solution("alibi_bias", replace=[("bias = -m[:, None, None] * dist", "bias = m[:, None, None] * dist")])
+    fn = solution("alibi_bias", replace=[("bias = -m[:, None, None] * dist",
+                                          "bias = m[:, None, None] * dist")])
     fails(check_alibi_bias, fn, "2^(-8/n)")

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_04_attention_lab.py.
+"""Tests for shared/checks/attention_lab.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_04_attention_lab import (
+from shared.checks.attention_lab import (
     check_attend_one,
     check_causal_mask,
     check_merge_heads,
@@ -199,7 +199,8 @@ def test_check_merge_heads_says_not_done_on_the_stub():
 
 
 def test_check_merge_heads_catches_a_reshape_without_transpose():
-    buggy = solution("merge_heads", replace=[("y.transpose(1, 2).reshape(B, T, nh * hs)", "y.reshape(B, T, nh * hs)")])
+    buggy = solution("merge_heads", replace=[("y.transpose(1, 2).reshape(B, T, nh * hs)",
+                                              "y.reshape(B, T, nh * hs)")])
     fails(check_merge_heads, buggy, "without transposing back")
 
 
@@ -233,12 +234,14 @@ def test_check_multi_head_attention_names_an_unfinished_split_heads():
 
 
 def test_check_multi_head_attention_catches_a_missing_output_projection():
-    fns = solution(*MHA_PARTS, replace=[("y = F.linear(merge_heads(heads), w_o, b_o)", "y = merge_heads(heads)")])
+    fns = solution(*MHA_PARTS, replace=[("y = F.linear(merge_heads(heads), w_o, b_o)",
+                                         "y = merge_heads(heads)")])
     fails(check_multi_head_attention, fns["multi_head_attention"], "output projection is missing")
 
 
 def test_check_multi_head_attention_catches_q_and_k_swapped():
-    fns = solution(*MHA_PARTS, replace=[("q, k, v = F.linear(x, w_qkv, b_qkv)", "k, q, v = F.linear(x, w_qkv, b_qkv)")])
+    fns = solution(*MHA_PARTS, replace=[("q, k, v = F.linear(x, w_qkv, b_qkv)",
+                                         "k, q, v = F.linear(x, w_qkv, b_qkv)")])
     fails(check_multi_head_attention, fns["multi_head_attention"], "[q | k | v]")
 
 

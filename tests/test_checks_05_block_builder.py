@@ -1,4 +1,4 @@
-"""Tests for shared/checks_05_block_builder.py.
+"""Tests for shared/checks/block_builder.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -14,7 +14,7 @@ import torch
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_05_block_builder import (
+from shared.checks.block_builder import (
     check_feed_forward,
     check_mini_former,
     check_train_model,
@@ -92,7 +92,8 @@ def test_check_feed_forward_catches_the_wrong_activation(new, hint):
 
 def test_check_feed_forward_catches_the_activation_after_the_second_layer():
     buggy = solution("feed_forward", replace=[
-        ("h = F.gelu(mlp.c_fc(x))", "h = mlp.c_fc(x)"), ("return mlp.c_proj(h)", "return F.gelu(mlp.c_proj(h))"),
+        ("h = F.gelu(mlp.c_fc(x))", "h = mlp.c_fc(x)"), ("return mlp.c_proj(h)",
+                                                         "return F.gelu(mlp.c_proj(h))"),
     ])
     fails(check_feed_forward, buggy, "BETWEEN the two Linear layers")
 
@@ -121,7 +122,8 @@ def test_check_transformer_block_names_an_unfinished_feed_forward():
 def test_check_transformer_block_catches_layernorm_after_the_residual_add_in_pre_ln():
     fns = solution(*BLOCK_PARTS, replace=[
         (PRE_ATTN, "x = block.ln_1(keep * x + causal_self_attention(x, block.attn))"),
-        ("x = keep * x + feed_forward(block.ln_2(x), block.mlp)", "x = block.ln_2(keep * x + feed_forward(x, block.mlp))"),
+        ("x = keep * x + feed_forward(block.ln_2(x), block.mlp)",
+         "x = block.ln_2(keep * x + feed_forward(x, block.mlp))"),
     ])
     fails(check_transformer_block, fns["transformer_block"], "this is Post-LN")
 
@@ -151,7 +153,8 @@ def test_check_transformer_block_catches_post_ln_normalising_the_sublayer_input(
 
 def test_check_transformer_block_catches_swapped_norms():
     fns = solution(*BLOCK_PARTS, replace=[
-        ("causal_self_attention(block.ln_1(x), block.attn)", "causal_self_attention(block.ln_2(x), block.attn)"),
+        ("causal_self_attention(block.ln_1(x), block.attn)",
+         "causal_self_attention(block.ln_2(x), block.attn)"),
         ("feed_forward(block.ln_2(x), block.mlp)", "feed_forward(block.ln_1(x), block.mlp)"),
     ])
     fails(check_transformer_block, fns["transformer_block"], "swapped")
@@ -200,7 +203,8 @@ def test_check_mini_former_catches_a_missing_final_norm():
 def test_check_mini_former_output_matches_the_shared_gpt():
     fns = solution(*MODEL_PARTS)
     torch.manual_seed(2)
-    model = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=16, norm_placement="post")).eval()
+    model = GPT(GPTConfig(vocab_size=13, block_size=8, n_layer=2, n_head=2, d_model=16,
+                          norm_placement="post")).eval()
     idx = torch.randint(13, (3, 8))
     with torch.no_grad():
         assert torch.allclose(fns["mini_former"](idx, model, "post"), model(idx)[0], atol=1e-5)
@@ -242,7 +246,8 @@ def test_check_train_model_catches_a_missing_warmup():
 
 def test_check_train_model_catches_a_warmup_that_starts_at_zero():
     buggy = solution("train_model", replace=[
-        ('group["lr"] = lr * min(1.0, (t + 1) / (warmup_steps + 1))', 'group["lr"] = lr * min(1.0, t / warmup_steps)'),
+        ('group["lr"] = lr * min(1.0, (t + 1) / (warmup_steps + 1))',
+         'group["lr"] = lr * min(1.0, t / warmup_steps)'),
     ])
     fails(check_train_model, buggy, "off by one")
 

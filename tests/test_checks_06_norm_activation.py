@@ -1,4 +1,4 @@
-"""Tests for shared/checks_06_norm_activation.py.
+"""Tests for shared/checks/norm_activation.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -14,7 +14,7 @@ import torch
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_06_norm_activation import (
+from shared.checks.norm_activation import (
     check_batch_norm_bt,
     check_gelu,
     check_layer_norm,
@@ -30,7 +30,8 @@ solution = solution_loader("06_norm_activation")
 
 def test_check_layer_norm_passes_on_solution(capsys):
     assert check_layer_norm(solution("layer_norm")) is None
-    assert capsys.readouterr().out.startswith("✅ TODO 1 layer_norm: (3, 5, 8) tokens, with and without bias: matches nn.LayerNorm")
+    assert capsys.readouterr().out.startswith("✅ TODO 1 layer_norm: (3, 5, 8) tokens, with and without "
+                                              "bias: matches nn.LayerNorm")
 
 
 def test_check_layer_norm_says_not_done_on_the_stub():
@@ -39,7 +40,8 @@ def test_check_layer_norm_says_not_done_on_the_stub():
 
 
 def test_check_layer_norm_catches_the_unbiased_variance():
-    buggy = solution("layer_norm", replace=[("keepdim=True, correction=0)  #", "keepdim=True, correction=1)  #")])
+    buggy = solution("layer_norm", replace=[("keepdim=True, correction=0)  #",
+                                             "keepdim=True, correction=1)  #")])
     fails(check_layer_norm, buggy, "biased variance", "C - 1")
 
 
@@ -73,7 +75,8 @@ def test_check_layer_norm_catches_detached_statistics():
 
 def test_check_rms_norm_passes_on_solution(capsys):
     check_rms_norm(solution("rms_norm"))
-    assert capsys.readouterr().out.startswith("✅ TODO 2 rms_norm: (3, 5, 8) tokens with non-zero means: matches nn.RMSNorm")
+    assert capsys.readouterr().out.startswith("✅ TODO 2 rms_norm: (3, 5, 8) tokens with non-zero means: "
+                                              "matches nn.RMSNorm")
 
 
 def test_check_rms_norm_says_not_done_on_the_stub():
@@ -90,7 +93,8 @@ def test_check_rms_norm_catches_subtracting_the_mean():
 
 def test_check_rms_norm_catches_eps_outside_the_sqrt():
     buggy = solution("rms_norm", replace=[
-        ("torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)", "(torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True)) + eps)"),
+        ("torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True) + eps)",
+         "(torch.sqrt(x.pow(2).mean(dim=-1, keepdim=True)) + eps)"),
     ])
     fails(check_rms_norm, buggy, "eps goes INSIDE the square root")
 
@@ -187,7 +191,8 @@ def test_check_batch_norm_bt_catches_running_var_updated_with_the_biased_varianc
 def test_check_batch_norm_bt_catches_running_stats_never_updated():
     buggy = solution("batch_norm_bt", replace=[
         ("            running_mean.mul_(1 - momentum).add_(momentum * mean)\n"
-         "            running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))  # unbiased, as PyTorch\n",
+         "            running_var.mul_(1 - momentum).add_(momentum * var * n / (n - 1))  # unbiased, as "
+         "PyTorch\n",
          "            pass\n"),
     ])
     fails(check_batch_norm_bt, buggy, "running_mean after batch 1", "IN PLACE")
@@ -195,13 +200,15 @@ def test_check_batch_norm_bt_catches_running_stats_never_updated():
 
 def test_check_batch_norm_bt_catches_momentum_used_the_wrong_way_round():
     buggy = solution("batch_norm_bt", replace=[
-        ("running_mean.mul_(1 - momentum).add_(momentum * mean)", "running_mean.mul_(momentum).add_((1 - momentum) * mean)"),
+        ("running_mean.mul_(1 - momentum).add_(momentum * mean)",
+         "running_mean.mul_(momentum).add_((1 - momentum) * mean)"),
     ])
     fails(check_batch_norm_bt, buggy, "weight of the NEW batch")
 
 
 def test_check_batch_norm_bt_catches_the_batch_normalised_with_the_unbiased_variance():
-    buggy = solution("batch_norm_bt", replace=[("var = x.var(dim=(0, 1), correction=0)", "var = x.var(dim=(0, 1), correction=1)")])
+    buggy = solution("batch_norm_bt", replace=[("var = x.var(dim=(0, 1), correction=0)",
+                                                "var = x.var(dim=(0, 1), correction=1)")])
     fails(check_batch_norm_bt, buggy, "BIASED variance")
 
 
@@ -211,5 +218,6 @@ def test_check_batch_norm_bt_catches_batch_statistics_in_eval_mode():
 
 
 def test_check_batch_norm_bt_catches_detached_batch_statistics():
-    buggy = solution("batch_norm_bt", replace=[("mean = x.mean(dim=(0, 1))", "mean = x.mean(dim=(0, 1)).detach()")])
+    buggy = solution("batch_norm_bt", replace=[("mean = x.mean(dim=(0, 1))",
+                                                "mean = x.mean(dim=(0, 1)).detach()")])
     fails(check_batch_norm_bt, buggy, "gradient w.r.t. x", "do not detach")

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_07_entropy_plotter.py.
+"""Tests for shared/checks/entropy_plotter.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -18,7 +18,7 @@ import torch
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_07_entropy_plotter import (
+from shared.checks.entropy_plotter import (
     check_distinct_n,
     check_entropy,
     check_repeated_ngram_rate,
@@ -32,7 +32,7 @@ from shared.checks_07_entropy_plotter import (
     reference_top_k_filter,
     reference_top_p_filter,
 )
-from shared.model import top_p_filter as model_top_p_filter
+from shared.sampling import top_p_filter as model_top_p_filter
 
 solution = solution_loader("07_entropy_plotter")
 SAMPLER = ["temperature_softmax", "top_k_filter", "top_p_filter", "sample_next"]
@@ -76,7 +76,8 @@ def test_reference_repetition_metrics_on_hand_examples():
 
 def test_check_temperature_softmax_passes_on_solution(capsys):
     assert check_temperature_softmax(solution("temperature_softmax")) is None
-    assert capsys.readouterr().out.startswith("✅ TODO 1 temperature_softmax: matches torch.softmax(logits / T")
+    assert capsys.readouterr().out.startswith("✅ TODO 1 temperature_softmax: "
+                                              "matches torch.softmax(logits / T")
 
 
 def test_check_temperature_softmax_says_not_done_on_the_stub():
@@ -128,7 +129,8 @@ def test_check_entropy_catches_a_missing_zero_guard():
 
 def test_check_top_k_filter_passes_on_solution(capsys):
     check_top_k_filter(solution("top_k_filter"))
-    assert capsys.readouterr().out.startswith("✅ TODO 3 top_k_filter: keeps exactly the tokens torch.topk picks")
+    assert capsys.readouterr().out.startswith("✅ TODO 3 top_k_filter: keeps "
+                                              "exactly the tokens torch.topk picks")
 
 
 def test_check_top_k_filter_says_not_done_on_the_stub():
@@ -163,7 +165,8 @@ def test_check_top_k_filter_catches_an_off_by_one_k():
 
 def test_check_top_p_filter_passes_on_solution(capsys):
     check_top_p_filter(solution("top_p_filter"))
-    assert capsys.readouterr().out.startswith("✅ TODO 4 top_p_filter: keeps the same tokens as a sort/cumsum")
+    out = capsys.readouterr().out
+    assert out.startswith("✅ TODO 4 top_p_filter: keeps the same tokens as a sort/cumsum")
 
 
 def test_check_top_p_filter_says_not_done_on_the_stub():
@@ -172,7 +175,8 @@ def test_check_top_p_filter_says_not_done_on_the_stub():
 
 
 def test_check_top_p_filter_catches_dropping_the_crossing_token():
-    buggy = solution("top_p_filter", replace=[("drop_sorted = mass_before >= p", "drop_sorted = probs.cumsum(-1) > p")])
+    buggy = solution("top_p_filter", replace=[("drop_sorted = mass_before >= p",
+                                               "drop_sorted = probs.cumsum(-1) > p")])
     fails(check_top_p_filter, buggy, "token that crosses p was dropped")
 
 
@@ -186,7 +190,8 @@ def test_check_top_p_filter_catches_mass_summed_in_vocabulary_order():
 
 
 def test_check_top_p_filter_catches_a_decision_left_in_sorted_order():
-    buggy = solution("top_p_filter", replace=[("drop = drop_sorted.scatter(-1, order, drop_sorted)", "drop = drop_sorted")])
+    buggy = solution("top_p_filter", replace=[("drop = drop_sorted.scatter(-1, order, drop_sorted)",
+                                               "drop = drop_sorted")])
     fails(check_top_p_filter, buggy, "keeps the wrong tokens")
 
 
@@ -258,7 +263,8 @@ def test_check_distinct_n_says_not_done_on_the_stub():
 
 
 def test_check_distinct_n_catches_dividing_by_the_unique_count():
-    buggy = solution("distinct_n", replace=[("len(set(grams)) / len(grams)", "len(set(grams)) / len(set(grams))")])
+    buggy = solution("distinct_n", replace=[("len(set(grams)) / len(grams)",
+                                             "len(set(grams)) / len(set(grams))")])
     fails(check_distinct_n, buggy, "not the number of unique ones")
 
 
@@ -273,7 +279,8 @@ def test_check_distinct_n_catches_n_grams_across_sequence_boundaries():
 
 def test_check_distinct_n_catches_dividing_by_the_number_of_tokens():
     buggy = solution("distinct_n", replace=[
-        ("len(set(grams)) / len(grams) if grams", "len(set(grams)) / sum(len(s) for s in sequences) if grams"),
+        ("len(set(grams)) / len(grams) if grams",
+         "len(set(grams)) / sum(len(s) for s in sequences) if grams"),
     ])
     fails(check_distinct_n, buggy, "not the number of tokens")
 
@@ -308,7 +315,8 @@ def test_check_repeated_ngram_rate_catches_dividing_by_the_unique_count():
 
 
 def test_check_repeated_ngram_rate_catches_returning_distinct_n():
-    buggy = solution("repeated_ngram_rate", replace=[("return 1.0 - len(set(grams))", "return len(set(grams))")])
+    buggy = solution("repeated_ngram_rate", replace=[("return 1.0 - len(set(grams))",
+                                                      "return len(set(grams))")])
     fails(check_repeated_ngram_rate, buggy, "that is distinct-n")
 
 

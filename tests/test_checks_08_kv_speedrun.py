@@ -1,4 +1,4 @@
-"""Tests for shared/checks_08_kv_speedrun.py.
+"""Tests for shared/checks/kv_speedrun.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_08_kv_speedrun import (
+from shared.checks.kv_speedrun import (
     check_cached_attention,
     check_forward_cached,
     check_generate,
@@ -46,7 +46,8 @@ def test_empty_cache_has_separate_zero_buffers_per_layer():
 
 def test_reference_cached_attention_is_ordinary_causal_attention_on_the_last_rows():
     q, k, v = torch.randn(1, 4, 6, 8), torch.randn(1, 2, 6, 8), torch.randn(1, 2, 6, 8)
-    full = F.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1), is_causal=True)
+    full = F.scaled_dot_product_attention(q, k.repeat_interleave(2, 1), v.repeat_interleave(2, 1),
+                                          is_causal=True)
     assert torch.allclose(reference_cached_attention(q, k, v), full, atol=1e-6)
     assert torch.allclose(reference_cached_attention(q[:, :, -2:], k, v), full[:, :, -2:], atol=1e-6)
 
@@ -66,7 +67,8 @@ def test_check_new_kv_cache_says_not_done_on_the_stub():
 
 def test_check_new_kv_cache_catches_one_buffer_shared_by_every_layer():
     buggy = solution("new_kv_cache", replace=[
-        ('"k": [torch.zeros(shape, dtype=dtype) for _ in range(n_layer)]', '"k": [torch.zeros(shape, dtype=dtype)] * n_layer'),
+        ('"k": [torch.zeros(shape, dtype=dtype) for _ in range(n_layer)]',
+         '"k": [torch.zeros(shape, dtype=dtype)] * n_layer'),
     ])
     fails(check_new_kv_cache, buggy, "repeats ONE tensor")
 
@@ -80,7 +82,8 @@ def test_check_new_kv_cache_catches_an_ignored_dtype():
 
 def test_check_new_kv_cache_catches_positions_on_the_wrong_dimension():
     buggy = solution("new_kv_cache", replace=[
-        ("shape = (batch_size, n_kv_head, max_len, head_dim)", "shape = (batch_size, max_len, n_kv_head, head_dim)"),
+        ("shape = (batch_size, n_kv_head, max_len, head_dim)",
+         "shape = (batch_size, max_len, n_kv_head, head_dim)"),
     ])
     fails(check_new_kv_cache, buggy, "positions on dim 2")
 
@@ -157,7 +160,8 @@ def test_check_cached_attention_catches_a_top_left_causal_mask():
 def test_check_cached_attention_catches_sdpa_is_causal_with_fewer_queries_than_keys():
     def buggy(q, k, v):
         g = q.size(1) // k.size(1)
-        return F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1), is_causal=True)
+        return F.scaled_dot_product_attention(q, k.repeat_interleave(g, 1), v.repeat_interleave(g, 1),
+                                              is_causal=True)
 
     fails(check_cached_attention, buggy, "aligned top-left")
 
@@ -204,7 +208,8 @@ def test_check_position_inputs_catches_positions_that_restart_at_zero():
 
 def test_check_position_inputs_catches_positions_off_by_one():
     buggy = solution("position_inputs", replace=[
-        ("positions = torch.arange(pos, pos + t)  # (t,)", "positions = torch.arange(pos + 1, pos + t + 1)  # (t,)"),
+        ("positions = torch.arange(pos, pos + t)  # (t,)",
+         "positions = torch.arange(pos + 1, pos + t + 1)  # (t,)"),
     ])
     fails(check_position_inputs, buggy, "off by one")
 
@@ -239,7 +244,8 @@ def test_check_forward_cached_names_an_unfinished_position_inputs():
 
 
 def test_check_forward_cached_catches_a_length_never_advanced():
-    fns = solution(*FORWARD_PARTS, replace=[('    cache["length"] = pos + t  # once', "    # forgot  # once")])
+    fns = solution(*FORWARD_PARTS, replace=[('    cache["length"] = pos + t  # once',
+                                             "    # forgot  # once")])
     fails(check_forward_cached, fns["forward_cached"], "advance cache['length']")
 
 

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_09_sliding_window.py.
+"""Tests for shared/checks/sliding_window.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_09_sliding_window import (
+from shared.checks.sliding_window import (
     check_banded_attention,
     check_online_softmax_attention,
     check_ring_kv_cache,
@@ -25,7 +25,7 @@ from shared.checks_09_sliding_window import (
     largest_allocation,
     reference_window_mask,
 )
-from shared.model import attention_allowed
+from shared.positions import attention_allowed
 
 solution = solution_loader("09_sliding_window")
 
@@ -38,7 +38,8 @@ def test_reference_window_mask_matches_the_shared_model_convention():
         shared = attention_allowed(torch.arange(T), torch.arange(T), "causal", sliding_window=W)[0, 0]
         assert torch.equal(reference_window_mask(T, W), shared)
     assert reference_window_mask(4, 2).tolist() == [
-        [True, False, False, False], [True, True, False, False], [False, True, True, False], [False, False, True, True],
+        [True, False, False, False], [True, True, False, False], [False, True, True,
+                                                                  False], [False, False, True, True],
     ]
 
 
@@ -143,7 +144,8 @@ def test_check_ring_kv_cache_catches_writing_at_pos_instead_of_pos_mod_w():
 
 
 def test_check_ring_kv_cache_catches_slots_read_in_storage_order():
-    buggy = solution("ring_kv_update", replace=[("order = (torch.arange(1, W + 1) + slot) % W", "order = torch.arange(W)")])
+    buggy = solution("ring_kv_update", replace=[("order = (torch.arange(1, W + 1) + slot) % W",
+                                                 "order = torch.arange(W)")])
     fails(check_ring_kv_cache, buggy, "wrong order", "oldest first")
 
 

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_10_grouped_query.py.
+"""Tests for shared/checks/grouped_query.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_10_grouped_query import (
+from shared.checks.grouped_query import (
     check_convert_to_gqa,
     check_grouped_query_attention,
     check_kv_cache_bytes,
@@ -119,7 +119,8 @@ def test_check_grouped_query_attention_catches_heads_repeated_in_the_wrong_order
 
 def test_check_grouped_query_attention_catches_a_missing_causal_mask():
     fns = solution(*GQA_PARTS, replace=[
-        ("y = F.scaled_dot_product_attention(q, k, v, is_causal=True)", "y = F.scaled_dot_product_attention(q, k, v)"),
+        ("y = F.scaled_dot_product_attention(q, k, v, is_causal=True)",
+         "y = F.scaled_dot_product_attention(q, k, v)"),
     ])
     fails(check_grouped_query_attention, fns["grouped_query_attention"], "no causal mask")
 
@@ -167,7 +168,8 @@ def test_check_mean_pool_kv_catches_pooling_over_head_dim():
 
 def test_check_mean_pool_kv_catches_a_bias_left_unpooled():
     buggy = solution("mean_pool_kv", replace=[
-        ("None if b_qkv is None else convert(b_qkv)", "None if b_qkv is None else b_qkv[: len(convert(b_qkv))]"),
+        ("None if b_qkv is None else convert(b_qkv)",
+         "None if b_qkv is None else b_qkv[: len(convert(b_qkv))]"),
     ])
     fails(check_mean_pool_kv, buggy, "pool the bias")
 
@@ -232,17 +234,20 @@ def test_check_kv_cache_bytes_says_not_done_on_the_stub():
 
 
 def test_check_kv_cache_bytes_catches_a_forgotten_factor_two():
-    buggy = solution("kv_cache_bytes", replace=[(FORMULA, "per_token = config.n_layer * config.kv_heads * config.head_dim")])
+    buggy = solution("kv_cache_bytes",
+                     replace=[(FORMULA, "per_token = config.n_layer * config.kv_heads * config.head_dim")])
     fails(check_kv_cache_bytes, buggy, "factor 2", "keys AND values")
 
 
 def test_check_kv_cache_bytes_catches_n_head_used_for_the_kv_heads():
-    buggy = solution("kv_cache_bytes", replace=[(FORMULA, FORMULA.replace("config.kv_heads", "config.n_head"))])
+    buggy = solution("kv_cache_bytes",
+                     replace=[(FORMULA, FORMULA.replace("config.kv_heads", "config.n_head"))])
     fails(check_kv_cache_bytes, buggy, "you used n_head")
 
 
 def test_check_kv_cache_bytes_catches_n_kv_head_that_is_none_for_mha():
-    buggy = solution("kv_cache_bytes", replace=[(FORMULA, FORMULA.replace("config.kv_heads", "config.n_kv_head"))])
+    buggy = solution("kv_cache_bytes",
+                     replace=[(FORMULA, FORMULA.replace("config.kv_heads", "config.n_kv_head"))])
     with pytest.raises(AssertionError, match="TypeError"):
         check_kv_cache_bytes(buggy)
 
@@ -260,6 +265,7 @@ def test_check_kv_cache_bytes_catches_missing_validation():
 
 
 def test_check_kv_cache_bytes_catches_a_validation_error_that_does_not_name_the_argument():
-    buggy = solution("kv_cache_bytes", replace=[('raise ValueError(f"{name}={value!r} must be a positive int")',
+    buggy = solution("kv_cache_bytes",
+                     replace=[('raise ValueError(f"{name}={value!r} must be a positive int")',
                                                  'raise ValueError("bad input")')])
     fails(check_kv_cache_bytes, buggy, "does not name the bad argument")

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_11_expert_router.py.
+"""Tests for shared/checks/expert_router.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -18,7 +18,7 @@ import torch
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_11_expert_router import (
+from shared.checks.expert_router import (
     check_capacity_keep,
     check_load_balancing_loss,
     check_moe_layer,
@@ -30,7 +30,8 @@ from shared.checks_11_expert_router import (
     reference_route,
     reference_z_loss,
 )
-from shared.model import GPTConfig, MoE
+from shared.model import GPTConfig
+from shared.moe import MoE
 
 solution = solution_loader("11_expert_router")
 MOE_PARTS = ["top_k_route", "moe_layer"]
@@ -52,12 +53,14 @@ def test_reference_moe_per_token_matches_the_shared_moe_layer():
     layer = MoE(GPTConfig(d_model=8, n_head=1, d_ff=16, n_experts=3, moe_top_k=2)).eval()
     x = torch.randn(7, 8)
     with torch.no_grad():
-        assert torch.allclose(reference_moe_per_token(x, layer.router.weight, layer.experts, 2), layer(x), atol=1e-6)
+        assert torch.allclose(reference_moe_per_token(x, layer.router.weight, layer.experts, 2), layer(x),
+                              atol=1e-6)
 
 
 def test_reference_balancing_loss_is_one_for_uniform_and_e_for_collapse():
     E = 5
-    assert math.isclose(float(reference_balancing_loss(torch.full((10, E), 1 / E), torch.arange(10)[:, None] % E, E)),
+    assert math.isclose(float(reference_balancing_loss(torch.full((10, E), 1 / E),
+                                                       torch.arange(10)[:, None] % E, E)),
                         1.0, rel_tol=1e-6)
     probs = torch.zeros(10, E)
     probs[:, 1] = 1
@@ -95,12 +98,14 @@ def test_check_top_k_route_catches_missing_renormalisation():
 
 
 def test_check_top_k_route_catches_a_renormalised_switch_gate():
-    buggy = solution("top_k_route", replace=[("    if k > 1:\n        weights =", "    if k > 0:\n        weights =")])
+    buggy = solution("top_k_route", replace=[("    if k > 1:\n        weights =",
+                                              "    if k > 0:\n        weights =")])
     fails(check_top_k_route, buggy, "Switch gate")
 
 
 def test_check_top_k_route_catches_softmax_over_tokens():
-    buggy = solution("top_k_route", replace=[("probs = torch.softmax(logits.float(), dim=-1)", "probs = torch.softmax(logits.float(), dim=0)")])
+    buggy = solution("top_k_route", replace=[("probs = torch.softmax(logits.float(), dim=-1)",
+                                              "probs = torch.softmax(logits.float(), dim=0)")])
     fails(check_top_k_route, buggy, "wrong dim")
 
 
@@ -127,7 +132,8 @@ def test_check_moe_layer_names_an_unfinished_router():
 
 
 def test_check_moe_layer_catches_unweighted_expert_outputs():
-    fns = solution(*MOE_PARTS, replace=[("expert(x[tok]) * weights[tok, slot, None])  # (N, C)", "expert(x[tok]))  # (N, C)")])
+    fns = solution(*MOE_PARTS, replace=[("expert(x[tok]) * weights[tok, slot, None])  # (N, C)",
+                                         "expert(x[tok]))  # (N, C)")])
     fails(check_moe_layer, fns["moe_layer"], "multiplied by its routing weight")
 
 
@@ -152,7 +158,8 @@ def test_check_load_balancing_loss_says_not_done_on_the_stub():
 
 
 def test_check_load_balancing_loss_catches_a_missing_factor_e():
-    buggy = solution("load_balancing_loss", replace=[("return n_experts * torch.sum(f * P)", "return torch.sum(f * P)")])
+    buggy = solution("load_balancing_loss", replace=[("return n_experts * torch.sum(f * P)",
+                                                      "return torch.sum(f * P)")])
     fails(check_load_balancing_loss, buggy, "factor E is missing")
 
 
@@ -162,16 +169,19 @@ def test_check_load_balancing_loss_catches_counts_instead_of_fractions():
 
 
 def test_check_load_balancing_loss_catches_the_top_k_weights_used_as_p():
-    # a learner who averages the weights of the chosen experts (here: the probability of the chosen expert only)
+    # a learner who averages the weights of the chosen experts
+    # (here: the probability of the chosen expert only)
     buggy = solution("load_balancing_loss", replace=[
         ("P = probs.mean(dim=0)  # (E,)",
-         "P = torch.zeros(n_experts).index_add_(0, top_idx.flatten(), probs.gather(1, top_idx).flatten()) / len(probs)"),
+         "P = torch.zeros(n_experts).index_add_(0, top_idx.flatten(), probs.gather(1, "
+         "top_idx).flatten()) / len(probs)"),
     ])
     fails(check_load_balancing_loss, buggy, "not the top-k weights")
 
 
 def test_check_load_balancing_loss_catches_division_by_tokens_not_assignments():
-    buggy = solution("load_balancing_loss", replace=[(" / top_idx.numel()  # (E,)", " / len(top_idx)  # (E,)")])
+    buggy = solution("load_balancing_loss", replace=[(" / top_idx.numel()  # (E,)",
+                                                      " / len(top_idx)  # (E,)")])
     fails(check_load_balancing_loss, buggy, "N·k")
 
 

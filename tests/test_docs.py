@@ -28,7 +28,9 @@ def test_journey_tables_link_only_projects_that_exist(doc, number):
     row = _row((ROOT / doc).read_text(encoding="utf-8"), number)
     folder = _folder(number)
     if folder is not None:
-        assert f"]({folder.name}/)" in row, f"{doc}: project {number} exists but its row does not link {folder.name}/"
+        assert f"]({folder.name}/)" in row, (
+            f"{doc}: project {number} exists but its row does not link {folder.name}/"
+        )
         assert "coming" not in row
     else:
         assert "](" not in row, f"{doc}: project {number} does not exist yet but its row links somewhere"
@@ -56,8 +58,11 @@ def test_readme_quickstart_commands_exist_in_the_makefile():
 def test_the_readme_speaks_to_the_learner_first():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     headings = re.findall(r"^## (.+)$", readme, re.M)
-    assert headings[:5] == ["Quickstart", "The journey", "How a project works", "Check your work", "Troubleshooting"]
-    assert "make starters" not in readme and "shared.notebooks sync" not in readme  # maintainers: CONTRIBUTING
+    assert headings[:5] == [
+        "Quickstart", "The journey", "How a project works", "Check your work", "Troubleshooting"
+    ]
+    # maintainers' commands belong in CONTRIBUTING
+    assert "make starters" not in readme and "shared.tooling.notebooks sync" not in readme
     assert "⚠️ not checked" in readme  # every status `hardway check` prints is explained
 
 
@@ -67,8 +72,9 @@ EXISTING = [folder for number in NUMBERS if (folder := _folder(number)) is not N
 @pytest.mark.parametrize("folder", EXISTING, ids=lambda f: f.name)
 def test_project_readmes_keep_maintainer_commands_out_of_the_learners_block(folder):
     text = (folder / "README.md").read_text(encoding="utf-8")
-    assert "shared.notebooks sync" not in text and "make starters" not in text, (
-        f"{folder.name}/README.md: regenerating starters overwrites the learner's; it belongs in CONTRIBUTING.md"
+    assert "shared.tooling.notebooks sync" not in text and "make starters" not in text, (
+        f"{folder.name}/README.md: regenerating starters overwrites the learner's; "
+        "it belongs in CONTRIBUTING.md"
     )
 
 
@@ -104,3 +110,38 @@ def test_streamlit_usage_statistics_are_off():
     config = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text(encoding="utf-8"))
     assert config["browser"]["gatherUsageStats"] is False
     assert "--browser.gatherUsageStats false" in (ROOT / "Makefile").read_text(encoding="utf-8")
+
+
+def _modules() -> list[str]:
+    """Every module of the shared package as a dotted name, e.g. shared.model, shared.checks.compare."""
+    found = []
+    for path in sorted((ROOT / "shared").rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if parts[-1] in ("__init__", "__main__"):
+            continue
+        found.append(".".join(parts))
+    return found
+
+
+def test_the_module_map_names_every_module_of_the_package():
+    import shared
+
+    text = shared.__doc__
+    project_checks = {f"shared.checks.{p.name[3:]}" for p in ROOT.glob("[0-9][0-9]_*")}
+    for module in _modules():
+        if module in project_checks:  # named once, as shared.checks.<project>
+            continue
+        leaf = module.split(".")[-1]
+        assert f"``{module}``" in text or (module.count(".") == 2 and f"``{leaf}``" in text), (
+            f"{module} is missing from the module map in shared/__init__.py"
+        )
+
+
+def test_the_readme_layout_shows_every_file_of_the_package():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    for path in sorted((ROOT / "shared").glob("*.py")):
+        if path.name not in ("__init__.py", "__main__.py"):
+            assert f"  {path.name} " in layout, f"shared/{path.name} is missing from README's Layout"
+    for package in ("checks/", "tooling/"):
+        assert f"  {package} " in layout

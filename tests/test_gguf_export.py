@@ -78,7 +78,8 @@ def test_f16_export_halves_matrix_bytes_and_rounds_like_numpy_float16(model, tmp
 
 
 def test_file_sizes_shrink_from_f32_to_f16_to_q8_0(model, tmp_path):
-    sizes = {q: export_gguf(model, tmp_path / f"{q}.gguf", quantize=q).stat().st_size for q in ("f32", "f16", "q8_0")}
+    sizes = {q: export_gguf(model, tmp_path / f"{q}.gguf", quantize=q).stat().st_size
+             for q in ("f32", "f16", "q8_0")}
     assert sizes["f32"] > sizes["f16"] > sizes["q8_0"]
     assert sizes["f32"] / sizes["q8_0"] > 3.0
 

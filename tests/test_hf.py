@@ -1,4 +1,5 @@
-"""shared.hf: a shared.GPT moves to transformers (GPT-2 and Llama) and back with identical logits and generations."""
+"""shared.hf: a shared.GPT moves to transformers (GPT-2 and Llama) and back with identical logits and
+generations."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def perturbed_model(config: GPTConfig, seed: int = 0) -> GPT:
 
 
 def tokens(config: GPTConfig, T: int | None = None) -> torch.Tensor:
-    return torch.randint(0, config.vocab_size, (2, T or config.block_size), generator=torch.Generator().manual_seed(1))
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, config.vocab_size, (2, T or config.block_size), generator=g)
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -124,7 +126,8 @@ def test_imported_model_has_the_same_logits_and_an_equivalent_config(name):
     back = from_hf(to_hf(model))
     c = back.config
     assert (c.pos_encoding, c.norm, c.activation, c.kv_heads, c.ff_dim, c.tie_embeddings, c.rope_base) == (
-        config.pos_encoding, config.norm, config.activation, config.kv_heads, config.ff_dim, config.tie_embeddings,
+        config.pos_encoding, config.norm, config.activation, config.kv_heads, config.ff_dim,
+        config.tie_embeddings,
         config.rope_base)
     idx = tokens(config)
     with torch.no_grad():
@@ -141,7 +144,8 @@ def test_a_model_made_by_transformers_imports_with_identical_logits_and_generati
     else:
         hf_cfg = transformers.LlamaConfig(vocab_size=50, max_position_embeddings=24, hidden_size=32,
                                           intermediate_size=88, num_hidden_layers=2, num_attention_heads=4,
-                                          num_key_value_heads=2, bos_token_id=None, eos_token_id=None, pad_token_id=None)
+                                          num_key_value_heads=2, bos_token_id=None, eos_token_id=None,
+                                          pad_token_id=None)
         hf = transformers.LlamaForCausalLM(hf_cfg)
     hf.eval()
     with torch.no_grad():

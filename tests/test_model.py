@@ -10,28 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from shared.model import (
-    ACTIVATIONS,
-    GPT,
-    MLP,
-    NORM_PLACEMENTS,
-    NORMS,
-    POS_ENCODINGS,
-    Block,
-    GPTConfig,
-    KVCache,
-    LayerNorm,
-    MoE,
-    RMSNorm,
-    alibi_slopes,
-    apply_rope,
-    attention_allowed,
-    rope_cos_sin,
-    sampling_probs,
-    sinusoidal_positions,
-    top_k_filter,
-    top_p_filter,
-)
+from shared.kv_cache import KVCache
+from shared.model import GPT, MLP, Block, GPTConfig, LayerNorm, RMSNorm
+from shared.model_checks import ACTIVATIONS, NORM_PLACEMENTS, NORMS, POS_ENCODINGS
+from shared.moe import MoE
+from shared.positions import alibi_slopes, apply_rope, attention_allowed, rope_cos_sin, sinusoidal_positions
+from shared.sampling import sampling_probs, top_k_filter, top_p_filter
+from shared.train import TrainConfig, make_optimizer
 
 V = 23  # vocabulary of the tiny test models
 
@@ -627,10 +612,12 @@ def test_top_k_filter_keeps_the_k_largest():
     assert torch.isfinite(top_k_filter(logits, 10)).all()
 
 
-@pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(0, None, None), (1.0, None, None), (0.7, 5, None),
-                                                          (1.3, None, 0.9), (0.5, 8, 0.8)])
+@pytest.mark.parametrize(
+    ("temperature", "top_k", "top_p"),
+    [(0, None, None), (1.0, None, None), (0.7, 5, None), (1.3, None, 0.9), (0.5, 8, 0.8)],
+)
 def test_sampling_probs_match_project_07s_independent_reference(temperature, top_k, top_p):
-    from shared.checks_07_entropy_plotter import reference_sampling_probs
+    from shared.checks.entropy_plotter import reference_sampling_probs
 
     logits = torch.randn(3, 40, generator=torch.Generator().manual_seed(5)) * 3
     got = sampling_probs(logits, temperature, top_k, top_p)
@@ -724,21 +711,12 @@ def test_gpt2_init_scales_residual_projections_and_ties_embeddings():
     assert untied.lm_head.weight is not untied.transformer.wte.weight
 
 
-def test_configure_optimizer_decays_only_two_dimensional_weights():
-    m = model()
-    opt = m.configure_optimizer(weight_decay=0.1, lr=1e-3, betas=(0.9, 0.95))
-    decay, no_decay = opt.param_groups
-    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
-    assert all(p.dim() == 2 for p in decay["params"]) and all(p.dim() == 1 for p in no_decay["params"])
-    assert len(decay["params"]) + len(no_decay["params"]) == len(list(m.parameters()))
-
-
 def test_tiny_model_overfits_a_tiny_batch():
     torch.manual_seed(0)
     m = GPT(tiny(n_layer=2, d_model=32))
     idx = tokens(B=2, T=16, seed=5)
     x, y = idx[:, :-1], idx[:, 1:]
-    opt = m.configure_optimizer(weight_decay=0.0, lr=1e-2, betas=(0.9, 0.99))
+    opt = make_optimizer(m, TrainConfig(lr=1e-2, weight_decay=0.0, betas=(0.9, 0.99)))
     for _ in range(150):
         _, loss = m(x, targets=y)
         opt.zero_grad()
@@ -799,3 +777,120 @@ def test_rmsnorm_fallback_for_torch_without_f_rms_norm_matches_the_fused_kernel(
     fused = norm(x)
     monkeypatch.delattr(torch.nn.functional, "rms_norm")
     torch.testing.assert_close(norm(x), fused, atol=1e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# Extension points: mask_fn and record
+# ----------------------------------------------------------------------------------------------
+
+
+def causal_fn(q_pos: torch.Tensor, k_pos: torch.Tensor) -> torch.Tensor:
+    return k_pos[None, :] <= q_pos[:, None]  # (T, S)
+
+
+@pytest.mark.parametrize("overrides", [{}, {"attn_impl": "manual"}, {"pos_encoding": "alibi"}])
+def test_mask_fn_causal_equals_the_built_in_causal_mask(overrides):
+    x = torch.randint(V, (2, 12), generator=torch.Generator().manual_seed(0))
+    ref = model(**overrides)
+    custom = model(**overrides)
+    custom.mask_fn = causal_fn
+    assert torch.allclose(custom(x)[0], ref(x)[0], atol=1e-6)
+    four_d = GPT(ref.config, mask_fn=lambda q, k: causal_fn(q, k)[None, None])  # (1, 1, T, S)
+    four_d.load_state_dict(ref.state_dict())
+    assert torch.allclose(four_d.eval()(x)[0], ref(x)[0], atol=1e-6)
+
+
+def test_mask_fn_replaces_the_mask_in_training_and_with_the_kv_cache():
+    x = torch.randint(V, (2, 12), generator=torch.Generator().manual_seed(1))
+    windowed = model(sliding_window=3)
+    custom = model()
+    custom.mask_fn = lambda q, k: (k[None, :] <= q[:, None]) & (q[:, None] - k[None, :] < 3)
+    assert torch.allclose(custom(x)[0], windowed(x)[0], atol=1e-6)
+    cache = custom.new_kv_cache(2)
+    steps = [custom(x[:, :5], kv_cache=cache)[0]]
+    steps += [custom(x[:, t:t + 1], kv_cache=cache)[0] for t in range(5, 12)]
+    assert torch.allclose(torch.cat(steps, 1), windowed(x)[0], atol=1e-5)
+    custom.train()
+    _, loss = custom(x, x)
+    loss.backward()  # the mask works through an ordinary training step
+    assert custom.transformer.wte.weight.grad is not None
+
+
+def test_bidirectional_mask_fn_lets_every_position_see_the_future():
+    x = torch.randint(V, (1, 8), generator=torch.Generator().manual_seed(2))
+    m = model()
+    m.mask_fn = lambda q, k: torch.ones(q.numel(), k.numel(), dtype=torch.bool)
+    y = x.clone()
+    y[0, -1] = (y[0, -1] + 1) % V
+    assert not torch.allclose(m(x)[0][0, 0], m(y)[0][0, 0])  # position 0 sees the last token
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        lambda q, k: causal_fn(q, k).float(),  # wrong dtype
+        lambda q, k: causal_fn(q, k)[:, :-1],  # wrong shape
+        lambda q, k: causal_fn(q, k)[None],  # (1, T, S): three dims
+        lambda q, k: causal_fn(q, k).tolist(),  # not a tensor
+    ],
+)
+def test_a_wrong_mask_fn_output_raises_a_clear_error(bad):
+    m = model()
+    m.mask_fn = bad
+    with pytest.raises(ValueError, match=r"mask_fn\(q_pos, k_pos\) must return a torch.bool tensor"):
+        m(torch.zeros(2, 6, dtype=torch.long))
+
+
+def test_record_attention_rows_sum_to_one_and_equal_a_manual_softmax():
+    m = model(attn_impl="manual")
+    x = torch.randint(V, (2, 7), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad(), m.record(attention=True, residual=True) as rec:
+        logits, _ = m(x)
+    assert torch.equal(logits, m(x)[0])  # recording changes nothing under attn_impl="manual"
+    assert len(rec.attention) == 2 and rec.attention[0].shape == (2, 4, 7, 7)
+    assert rec.hidden is None and len(rec.residual) == 3
+    for w in rec.attention:
+        assert torch.allclose(w.sum(-1), torch.ones(2, 4, 7), atol=1e-6)
+        assert torch.equal(w.triu(1), torch.zeros_like(w))  # causal
+    block = m.transformer.h[0]
+    with torch.no_grad():
+        h = block.ln_1(rec.residual[0])
+        q, k, _ = block.attn.c_attn(h).split(32, dim=2)
+        q, k = (t.view(2, 7, 4, 8).transpose(1, 2) for t in (q, k))
+        scores = (q @ k.transpose(-2, -1)) / math.sqrt(8)
+        manual = scores.masked_fill(torch.ones(7, 7, dtype=torch.bool).triu(1), float("-inf")).softmax(-1)
+    assert torch.allclose(rec.attention[0], manual, atol=1e-6)
+
+
+def test_record_attention_under_sdpa_matches_the_unrecorded_pass():
+    m = model()  # attn_impl="sdpa": recording switches to the written-out softmax
+    x = torch.randint(V, (2, 7), generator=torch.Generator().manual_seed(4))
+    with torch.no_grad(), m.record(attention=True) as rec:
+        logits, _ = m(x)
+    assert torch.allclose(logits, m(x)[0], atol=1e-5)
+    assert len(rec.attention) == 2
+
+
+def test_record_hidden_is_the_input_of_lm_head_and_carries_gradients():
+    m = model()
+    x = torch.randint(V, (2, 7), generator=torch.Generator().manual_seed(5))
+    seen = []
+    hook = m.lm_head.register_forward_hook(lambda mod, inp, out: seen.append(inp[0]))
+    with m.record(hidden=True) as rec:
+        logits, _ = m(x)
+    hook.remove()
+    assert rec.hidden is seen[0] and rec.hidden.shape == (2, 7, 32) and rec.attention == []
+    value_head = torch.nn.Linear(32, 1)
+    value_head(rec.hidden).sum().backward()
+    assert m.transformer.wte.weight.grad is not None and m.transformer.wte.weight.grad.abs().sum() > 0
+    assert m._recording is None  # the with-block ended: later passes record nothing
+
+
+def test_no_state_flag_on_the_model_steers_its_own_checks():
+    m = model()
+    before = dict(vars(m))
+    m.generate(torch.zeros(1, 3, dtype=torch.long), 4)
+    assert not any("checked" in name for name in vars(m))
+    assert vars(m).keys() == before.keys()
+    with pytest.raises(ValueError, match="token ids must lie in"):
+        m(torch.full((1, 3), V))  # forward always checks its ids

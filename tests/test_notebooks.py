@@ -1,7 +1,8 @@
-"""shared/notebooks.py: starter generation, drift check, starter execution, solution loading."""
+"""shared/tooling/notebooks.py: starter generation, drift check, starter execution, solution loading."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 import shutil
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from shared import notebooks as nbt
+from shared.tooling import notebooks as nbt
 
 ROOT = Path(__file__).resolve().parent.parent
 PROJECTS = [p.name for p in nbt.project_dirs(ROOT)]
@@ -52,7 +53,10 @@ def test_region_becomes_numbered_stub_at_region_indentation():
 
 
 def test_top_level_region_and_two_regions_in_one_cell():
-    src = "# TODO 1: a\n### BEGIN SOLUTION\na = 1\n### END SOLUTION\n# TODO 2: b\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION"
+    src = (
+        "# TODO 1: a\n### BEGIN SOLUTION\na = 1\n### END SOLUTION\n"
+        "# TODO 2: b\n### BEGIN SOLUTION\nb = 2\n### END SOLUTION"
+    )
     out = nbt.make_starter_source(src)
     assert out == (
         "# TODO 1: a\nraise NotImplementedError('TODO 1: a')\n"
@@ -61,7 +65,9 @@ def test_top_level_region_and_two_regions_in_one_cell():
 
 
 def test_quotes_in_the_todo_text_stay_valid_python():
-    out = nbt.make_starter_source("# TODO 4: don't \"quote\" me\n### BEGIN SOLUTION\npass\n### END SOLUTION\n")
+    out = nbt.make_starter_source(
+        "# TODO 4: don't \"quote\" me\n### BEGIN SOLUTION\npass\n### END SOLUTION\n"
+    )
     compile(out, "cell", "exec")
     assert "TODO 4: don't \"quote\" me" in out
 
@@ -114,7 +120,9 @@ def test_sync_backs_up_a_starter_with_a_learners_edits_before_regenerating_it(tm
     (folder / "solution.ipynb").write_text(json.dumps(_nb(("code", SOLUTION_CELL))))
     nbt.sync_starters(tmp_path)
     starter = folder / "starter.ipynb"
-    mine = starter.read_text().replace("raise NotImplementedError('TODO 3: return x squared')", "return x ** 2")
+    mine = starter.read_text().replace(
+        "raise NotImplementedError('TODO 3: return x squared')", "return x ** 2"
+    )
     starter.write_text(mine)
     assert nbt.main(["sync", "--root", str(tmp_path)]) == 0
     backups = list((tmp_path / ".hardway" / "backups" / "97_demo").glob("starter-*.ipynb"))
@@ -130,11 +138,15 @@ def test_sync_does_not_back_up_a_starter_that_is_what_was_last_committed(tmp_pat
     folder.mkdir()
     (folder / "solution.ipynb").write_text(json.dumps(_nb(("code", SOLUTION_CELL))))
     nbt.sync_starters(tmp_path)
-    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    git = [
+        "git", "-C", str(tmp_path),
+        "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false",
+    ]
     subprocess.run([*git, "init", "-q"], check=True)
     subprocess.run([*git, "add", "."], check=True)
     subprocess.run([*git, "commit", "-qm", "demo"], check=True)
-    (folder / "solution.ipynb").write_text(json.dumps(_nb(("code", SOLUTION_CELL.replace("x squared", "x * x")))))
+    changed = _nb(("code", SOLUTION_CELL.replace("x squared", "x * x")))
+    (folder / "solution.ipynb").write_text(json.dumps(changed))
     report = nbt.sync_starters(tmp_path)  # the solution changed; the starter is the committed one
     assert report.stale == [folder / "starter.ipynb"] and report.backups == {}
     assert not (tmp_path / ".hardway").exists()
@@ -152,7 +164,8 @@ def test_every_committed_starter_is_what_its_committed_solution_generates(projec
     solution = json.loads(_committed_or_current(ROOT / project / "solution.ipynb"))
     want = nbt.dumps_notebook(nbt.make_starter(solution, name=f"{project}/solution.ipynb"))
     assert _committed_or_current(ROOT / project / "starter.ipynb") == want, (
-        f"{project}/starter.ipynb is not what its solution generates: maintainers run `make starters` and commit"
+        f"{project}/starter.ipynb is not what its solution generates: "
+        "maintainers run `make starters` and commit"
     )
 
 
@@ -220,7 +233,11 @@ def test_classify_rejects_errors_that_are_not_unfinished_todos(cells):
 
 def test_solution_functions_loads_defs_and_applies_exact_edits(tmp_path):
     path = tmp_path / "solution.ipynb"
-    path.write_text(json.dumps(_nb(("code", "import math\nSCALE = 3\nheavy = compute()"), ("code", SOLUTION_CELL.replace("x * x", "SCALE * x * x")))))
+    nb = _nb(
+        ("code", "import math\nSCALE = 3\nheavy = compute()"),
+        ("code", SOLUTION_CELL.replace("x * x", "SCALE * x * x")),
+    )
+    path.write_text(json.dumps(nb))
     f = nbt.solution_functions(path, ["f"])["f"]
     assert f(2) == 12
     bug = nbt.solution_functions(path, ["f"], replace=[("SCALE * x * x", "SCALE * x")])["f"]
@@ -236,7 +253,9 @@ def test_starter_runs_cleanly_until_its_first_todo(project):
     # The starter the solution generates, run in the project's folder: a learner's edits to their own
     # starter.ipynb never make the suite fail.
     solution = json.loads((ROOT / project / "solution.ipynb").read_text(encoding="utf-8"))
-    report = nbt.run_starter(ROOT / project / "starter.ipynb", timeout=600, notebook=nbt.make_starter(solution))
+    report = nbt.run_starter(
+        ROOT / project / "starter.ipynb", timeout=600, notebook=nbt.make_starter(solution)
+    )
     assert report.ok, report.summary()
 
 
@@ -246,7 +265,13 @@ def test_solution_keeps_outputs_and_stays_small(project):
     nb = json.loads(path.read_text(encoding="utf-8"))
     assert any(c.get("outputs") for c in nb["cells"] if c["cell_type"] == "code")
     assert path.stat().st_size <= 3 * 1024 * 1024, f"{path} is over 3 MB"
-    errors = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", []) if o["output_type"] == "error"]
+    errors = [
+        o
+        for c in nb["cells"]
+        if c["cell_type"] == "code"
+        for o in c.get("outputs", [])
+        if o["output_type"] == "error"
+    ]
     assert not errors, f"{path} was saved with an error output"
 
 
@@ -258,17 +283,21 @@ def test_nbval_instructions_are_cell_tags_that_nbval_recognises_not_comments(pro
     # Tags keep the code a learner sees free of test markers, and a starter's code equal to its solution's.
     nb = json.loads((ROOT / project / "solution.ipynb").read_text(encoding="utf-8"))
     for index, cell in enumerate(nb["cells"]):
-        assert "NBVAL_" not in "".join(cell["source"]), f"{project} cell {index}: use a cell tag, not a comment"
+        assert "NBVAL_" not in "".join(cell["source"]), (
+            f"{project} cell {index}: use a cell tag, not a comment"
+        )
         for tag in cell.get("metadata", {}).get("tags", []):
-            assert not tag.startswith("nbval") or tag in NBVAL_TAGS, f"{project} cell {index}: unknown tag {tag!r}"
+            assert not tag.startswith("nbval") or tag in NBVAL_TAGS, (
+                f"{project} cell {index}: unknown tag {tag!r}"
+            )
 
 
 # ----------------------------------------------------------------------------- starters ask, solutions answer
 
 
 def test_answer_cells_become_a_prompt_and_markers_and_kernel_name_are_normalised():
-    answer = {"cell_type": "markdown", "metadata": {"tags": ["answer"]}, "source": "**What happened.** 3.7 nats",
-              "id": "a1"}
+    answer = {"cell_type": "markdown", "metadata": {"tags": ["answer"]},
+              "source": "**What happened.** 3.7 nats", "id": "a1"}
     solution = _nb(("markdown", "## Part 1"), ("code", "print(1)"), ("code", SOLUTION_CELL))
     solution["cells"][1]["metadata"]["tags"] = ["nbval-check-output", "keep-me"]
     solution["cells"].insert(1, answer)
@@ -307,7 +336,10 @@ def test_starter_keeps_every_question_and_none_of_the_answers(project):
     answers = [_plain("".join(c["source"])) for c in solution["cells"] if nbt.is_answer_cell(c)]
     answers += [_plain("".join(o.get("text", ""))) for c in solution["cells"] if nbt.is_answer_cell(c)
                 for o in c.get("outputs", []) if o.get("output_type") == "stream"]
-    assert answers, f"{project}: no cell of the solution is tagged 'answer' (its conclusions would show in the starter)"
+    assert answers, (
+        f"{project}: no cell of the solution is tagged 'answer' "
+        "(its conclusions would show in the starter)"
+    )
     shown = _plain("\n".join("".join(c["source"]) for c in starter["cells"]))
     for answer in answers:
         assert answer not in shown
@@ -344,7 +376,8 @@ def test_a_deliberately_unrounded_checked_output_is_caught():
     nb["cells"][0]["metadata"]["tags"] = ["nbval-check-output"]
     nb["cells"][0]["outputs"] = [{"output_type": "stream", "name": "stdout",
                                   "text": "✅ TODO 5 forward_cached: max abs err 1.5e-06\n"}]
-    nb["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "1.4e-06\n"}]  # unchecked
+    unchecked = {"output_type": "stream", "name": "stdout", "text": "1.4e-06\n"}
+    nb["cells"][1]["outputs"] = [unchecked]
     problems = nbt.checked_output_problems(nb, name="demo.ipynb")
     assert len(problems) == 1 and "demo.ipynb cell 0" in problems[0] and "1.5e-06" in problems[0]
     nb["cells"][0]["outputs"][0]["text"] = "✅ TODO 5 forward_cached: max abs err ≤ 1e-05\n"
@@ -354,6 +387,54 @@ def test_a_deliberately_unrounded_checked_output_is_caught():
 @pytest.mark.parametrize("project", PROJECTS)
 def test_checked_cells_print_only_what_is_identical_on_every_machine(project):
     solution = json.loads((ROOT / project / "solution.ipynb").read_text(encoding="utf-8"))
-    checks = ROOT / "shared" / f"checks_{project}.py"
-    literals = checks.read_text(encoding="utf-8") if checks.exists() else ""
+    literals = (ROOT / "shared" / "checks" / f"{project[3:]}.py").read_text(encoding="utf-8")
     assert nbt.checked_output_problems(solution, literals, name=f"{project}/solution.ipynb") == []
+
+
+def _internals_used(source: str) -> list[str]:
+    """What a solution cell does that reaches past the shared model's public API (issue 17's rule)."""
+    found = []
+    if re.search(r"\bglobals\(\)", source):
+        found.append("swaps or reads functions through globals()")
+    if re.search(r"\b(ln_f|ln_1|ln_2|attn_dropout|resid_dropout|drop)\.register_forward", source):
+        found.append("hooks an internal module to read states (use GPT.record)")
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics: nothing of the model's API in them
+        return found
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef) and any(getattr(b, "id", "") == "GPT" for b in node.bases):
+            for item in node.body:
+                name = getattr(item, "name", "")
+                if isinstance(item, ast.FunctionDef) and name.startswith("_") and not name.endswith("__"):
+                    found.append(f"overrides the private GPT.{name} (use mask_fn or record)")
+        if isinstance(node, (ast.Assign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for t in targets:
+                on_attn = isinstance(t, ast.Attribute) and isinstance(t.value, ast.Attribute)
+                if on_attn and t.value.attr == "attn":
+                    found.append(f"sets the ad-hoc attribute .attn.{t.attr} on a shared module")
+    return found
+
+
+def test_the_internals_rule_catches_what_it_forbids():
+    bad = (
+        "class M(GPT):\n    def _attention_bias(self, *a):\n        pass\n"
+        "block.attn.qkv_mode = 'swap'\n"
+        "model.transformer.ln_f.register_forward_hook(f)\n"
+        "globals().update(f=g)\n"
+    )
+    assert len(_internals_used(bad)) == 4
+    assert _internals_used("with model.record(hidden=True) as rec:\n    model(x)\n") == []
+
+
+@pytest.mark.parametrize("project", PROJECTS)
+def test_no_solution_reaches_into_the_models_internals(project):
+    nb = json.loads((ROOT / project / "solution.ipynb").read_text(encoding="utf-8"))
+    problems = [
+        f"cell {i}: {what}"
+        for i, cell in enumerate(nb["cells"])
+        if cell["cell_type"] == "code"
+        for what in _internals_used("".join(cell["source"]))
+    ]
+    assert problems == []

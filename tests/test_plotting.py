@@ -39,7 +39,8 @@ def close_figures():
 def fake_history(scale: float = 1.0) -> History:
     h = History()
     for s in range(50):
-        h.append(step=s, train_loss=scale * (3 - s / 25), val_loss=scale * (3.1 - s / 25) if s % 10 == 0 else math.nan)
+        val_loss = scale * (3.1 - s / 25) if s % 10 == 0 else math.nan
+        h.append(step=s, train_loss=scale * (3 - s / 25), val_loss=val_loss)
     h.append(step=50, val_loss=scale * 1.1)
     return h
 
@@ -158,8 +159,11 @@ def test_power_law_fit_is_done_in_log_space_not_linear_space():
     assert lin_sse < ((fit.predict(x) - y) ** 2).sum()  # linear-space loss prefers the other fit
 
 
-@pytest.mark.parametrize("x, y, where", [([1, 2, 0], [1, 2, 3], r"x\[2\]=0"), ([1, 2, 3], [1, -2, 3], r"y\[1\]=-2"),
-                                         ([1, 2, float("nan")], [1, 2, 3], r"x\[2\]=nan")])
+@pytest.mark.parametrize("x, y, where", [
+    ([1, 2, 0], [1, 2, 3], r"x\[2\]=0"),
+    ([1, 2, 3], [1, -2, 3], r"y\[1\]=-2"),
+    ([1, 2, float("nan")], [1, 2, 3], r"x\[2\]=nan"),
+])
 def test_power_law_fit_rejects_non_positive_or_non_finite_data(x, y, where):
     with pytest.raises(ValueError, match=where + ".*must be > 0"):
         fit_power_law(x, y)
@@ -183,7 +187,9 @@ def test_loglog_fit_draws_points_line_and_fit_in_legend_on_log_axes():
     assert len(ax.collections) == 1 and len(ax.get_lines()) == 1
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend[0] == "GPT sizes" and "x^{-0.100}" in legend[1] and "R^2" in legend[1]
-    second = loglog_fit(x, 2 * x**-0.2, ax=ax, label="other", xlabel="parameters N", ylabel="loss (nats/token)")
+    second = loglog_fit(
+        x, 2 * x**-0.2, ax=ax, label="other", xlabel="parameters N", ylabel="loss (nats/token)"
+    )
     assert second.ax is ax and len(ax.collections) == 2
     assert ax.collections[0].get_facecolor().tolist() != ax.collections[1].get_facecolor().tolist()
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import shared.pretrained as pretrained
-from shared.data import load_shakespeare
+from shared.corpus import load_shakespeare
 
 
 @pytest.fixture
@@ -24,7 +24,8 @@ def tiny_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
-    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values(), strict=True))
+    pairs = zip(a.state_dict().values(), b.state_dict().values(), strict=True)
+    return all(torch.equal(x, y) for x, y in pairs)
 
 
 def test_tokenizer_covers_the_corpus_printable_ascii_and_reserved_ids_at_the_end():
@@ -58,6 +59,13 @@ def test_changing_the_recipe_changes_the_cache_file(tmp_path, tiny_recipe, monke
     first = pretrained.base_checkpoint_path(tmp_path)
     monkeypatch.setattr(pretrained, "BASE_TRAIN", dataclasses.replace(pretrained.BASE_TRAIN, lr=1e-3))
     assert pretrained.base_checkpoint_path(tmp_path) != first
+
+
+def test_a_train_field_added_later_keeps_the_cache_key_at_its_default_and_changes_it_otherwise(monkeypatch):
+    assert pretrained._recipe_hash() == "4bd652b6409f"  # the key of the model projects 14 and 15 measured
+    constant = dataclasses.replace(pretrained.BASE_TRAIN, schedule="constant")
+    monkeypatch.setattr(pretrained, "BASE_TRAIN", constant)
+    assert pretrained._recipe_hash() != "4bd652b6409f"
 
 
 def test_corrupted_cache_is_set_aside_and_retrained(tmp_path, tiny_recipe):

@@ -35,6 +35,7 @@ from shared.sweep import (
     train_point,
     write_results,
 )
+from shared.train import TrainConfig, TrainingDivergedError, lr_at
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(n_layer=1, d_model=8, n_head=2, block_size=8, batch_size=4, steps=12, lr=1e-2, warmup_steps=2,
@@ -62,7 +63,8 @@ def data() -> SweepData:
 def test_sweep_point_builds_a_gpt2_style_config_of_its_shape():
     cfg = SweepPoint(n_layer=3, d_model=24, n_head=4, block_size=16).config(vocab_size=50)
     assert (cfg.n_layer, cfg.d_model, cfg.n_head, cfg.block_size, cfg.vocab_size) == (3, 24, 4, 16, 50)
-    assert (cfg.pos_encoding, cfg.norm, cfg.norm_placement, cfg.activation) == ("learned", "layernorm", "pre", "gelu")
+    shape = (cfg.pos_encoding, cfg.norm, cfg.norm_placement, cfg.activation)
+    assert shape == ("learned", "layernorm", "pre", "gelu")
 
 
 def test_sweep_point_tokens_is_steps_times_batch_times_block():
@@ -91,6 +93,17 @@ def test_lr_schedule_warms_up_then_stays_constant_or_decays_to_a_tenth():
     assert lr_schedule(9, cos) == pytest.approx(1e-2)
     assert lr_schedule(99, cos) == pytest.approx(1e-3)
     assert lr_schedule(50, cos) < lr_schedule(30, cos)
+
+
+def test_the_sweep_schedule_is_shared_train_lr_at_of_the_points_train_config():
+    point = SweepPoint(steps=40, lr=2e-3, warmup_steps=7, schedule="cosine", grad_clip=None, seed=5)
+    cfg = point.train_config(batch_size=4, device="cpu")
+    assert isinstance(cfg, TrainConfig)
+    rates = (cfg.max_steps, cfg.batch_size, cfg.lr, cfg.min_lr, cfg.warmup_steps, cfg.schedule)
+    assert rates == (40, 4, 2e-3, 2e-4, 7, "cosine")
+    rest = (cfg.weight_decay, cfg.grad_clip, cfg.eval_interval, cfg.eval_iters, cfg.seed)
+    assert rest == (0.0, None, 50, 8, 5)
+    assert [lr_schedule(s, point) for s in range(40)] == [lr_at(s, cfg) for s in range(40)]
 
 
 # ----------------------------------------------------------------------------------------------- run_point
@@ -143,12 +156,26 @@ def test_train_point_returns_the_trained_model(data):
     assert isinstance(model, GPT) and model.num_params() == r.n_params
 
 
-def test_train_point_rejects_a_non_point_and_missing_cuda(data):
+def test_train_point_rejects_a_non_point_and_missing_cuda(data, monkeypatch):
     with pytest.raises(ValueError, match="needs a SweepPoint"):
         train_point({"d_model": 8}, data)  # type: ignore[arg-type]
-    if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="CUDA is not available"):
-            run_point(SweepPoint(**TINY), data, device="cuda")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="prefer='cuda' is not available on this machine"):
+        run_point(SweepPoint(**TINY), data, device="cuda")
+
+
+def test_auto_device_is_shared_device_get_device_honouring_hardway_device(data, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("HARDWAY_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match="HARDWAY_DEVICE='cuda' is not available"):
+        run_point(SweepPoint(**TINY), data, device="auto")
+    monkeypatch.setenv("HARDWAY_DEVICE", "cpu")
+    assert run_point(SweepPoint(**TINY), data, device=None).device == "cpu"
+
+
+def test_a_diverging_point_names_the_point(data):
+    with pytest.raises(TrainingDivergedError, match=r"sweep point d_model=8, n_layer=1, lr=1e\+30: loss"):
+        run_point(SweepPoint(**{**TINY, "lr": 1e30, "warmup_steps": 0, "grad_clip": None}), data)
 
 
 def test_run_sweep_runs_points_in_order_and_rejects_an_empty_list(data, capsys):
@@ -189,7 +216,8 @@ def test_sweep_result_from_dict_inverts_to_dict(data):
 
 
 def test_parse_args_makes_the_grid_of_sizes_layers_and_steps():
-    _, points = parse_args(["--d-model", "8", "16", "--n-layer", "1", "2", "--steps", "10", "--out", "x.json"])
+    argv = ["--d-model", "8", "16", "--n-layer", "1", "2", "--steps", "10", "--out", "x.json"]
+    _, points = parse_args(argv)
     assert [(p.d_model, p.n_layer) for p in points] == [(8, 1), (8, 2), (16, 1), (16, 2)]
     assert all(p.steps == 10 and p.warmup_steps == 10 for p in points)  # warmup clipped to the run
 
@@ -246,7 +274,7 @@ def _launch(tmp_path: Path, args: list[str]) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_two_cpu_processes_give_the_single_process_loss_curve(tmp_path):
     """DDP with gloo on 2 CPU ranks, each on half of every global batch of 4 windows: the same loss curve
-    as one process with the whole batch, to 1e-5 relative (float32 round-off in the mean of two half-means)."""
+    as one process with the whole batch, to 1e-5 relative (float32 round-off in the mean of two halves)."""
     assert main(_cli(tmp_path, "one.json")) == 0
     proc = _launch(tmp_path, _cli(tmp_path, "two.json"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

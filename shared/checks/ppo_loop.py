@@ -28,6 +28,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
+from shared.checks.compare import diagnose, expect_tensors, gen, matches
 from shared.model import GPT, GPTConfig
 
 __all__ = [
@@ -48,12 +49,17 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _close(a: Any, b: torch.Tensor, atol: float = 1e-5) -> bool:
-    return isinstance(a, torch.Tensor) and a.shape == b.shape and bool(torch.allclose(a.float(), b.float(), atol=atol))
+def _wrong_tensor(
+    what: str, want: torch.Tensor, got: Any, bugs: list[tuple[torch.Tensor, str]], default: str,
+    shape_hint: str
+) -> CheckFailed:
+    """The failure for an answer that differs from ``want``: a tensor of another shape gets ``shape_hint``,
+    otherwise the bug it matches is named (:func:`diagnose`)."""
+    if isinstance(got, torch.Tensor) and got.shape != want.shape:
+        hint = shape_hint
+    else:
+        hint = diagnose(got, bugs, default)
+    return CheckFailed(f"{what}\n   expected: {fmt(want)}\n   got:      {fmt(got)}\n   hint: {hint}")
 
 
 def _scalar(got: Any, fn_name: str) -> torch.Tensor:
@@ -72,7 +78,8 @@ def reference_bradley_terry_loss(r_chosen: torch.Tensor, r_rejected: torch.Tenso
 
 
 def reference_response_logprobs(logits: torch.Tensor, seq: torch.Tensor, prompt_len: int) -> torch.Tensor:
-    """(B, L, V), (B, L) -> (B, L − prompt_len): log p(seq[:, t] | seq[:, :t]) for t ≥ prompt_len, by a loop."""
+    """(B, L, V), (B, L) -> (B, L − prompt_len):
+    log p(seq[:, t] | seq[:, :t]) for t ≥ prompt_len, by a loop."""
     cols = []
     for t in range(prompt_len, seq.shape[1]):
         logp_t = torch.log_softmax(logits[:, t - 1].double(), dim=-1)  # (B, V): the prediction made at t − 1
@@ -91,14 +98,16 @@ def reference_kl_shaped_rewards(
 def reference_gae(
     rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float, normalize: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """GAE in closed form: δ_t = r_t + γ V_{t+1} − V_t (V_T = 0), A = δ · M with M[s, t] = (γλ)^(s−t) for s ≥ t.
+    """GAE in closed form: δ_t = r_t + γ V_{t+1} − V_t (V_T = 0), A = δ · M with M[s, t] = (γλ)^(s−t) for s ≥
+    t.
 
     returns = A + V (the raw advantages, before any normalisation); advantages are whitened over the
     whole batch when ``normalize`` (mean 0, std 1, unbiased std).
     """
     B, T = rewards.shape
     r, v = rewards.double(), values.double()
-    next_v = torch.cat([v[:, 1:], torch.zeros(B, 1, dtype=v.dtype)], dim=1)  # (B, T), zero after the last token
+    # (B, T), zero after the last token
+    next_v = torch.cat([v[:, 1:], torch.zeros(B, 1, dtype=v.dtype)], dim=1)
     delta = r + gamma * next_v - v  # (B, T)
     s = torch.arange(T)
     power = (s[:, None] - s[None, :]).clamp(min=0).double()  # (T, T): s − t
@@ -118,14 +127,16 @@ def reference_ppo_losses(
     returns: torch.Tensor,
     clip_eps: float,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """L_clip = −mean min(ρ A, clip(ρ, 1 − ε, 1 + ε) A) with ρ = exp(logp_new − logp_old); L_V = ½ mean (V − R)²."""
+    """L_clip = −mean min(ρ A, clip(ρ, 1 − ε, 1 + ε) A) with ρ = exp(logp_new − logp_old);
+    L_V = ½ mean (V − R)²."""
     ratio = torch.exp(logp_new - logp_old)
     surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - clip_eps, 1 + clip_eps) * advantages)
     return -surrogate.mean(), 0.5 * ((values_new - returns) ** 2).mean()
 
 
 def reference_dpo_loss(
-    pol_chosen: torch.Tensor, pol_rejected: torch.Tensor, ref_chosen: torch.Tensor, ref_rejected: torch.Tensor,
+    pol_chosen: torch.Tensor, pol_rejected: torch.Tensor, ref_chosen: torch.Tensor,
+    ref_rejected: torch.Tensor,
     beta: float,
 ) -> torch.Tensor:
     """−mean log σ(β [(log π(y_w) − log π_ref(y_w)) − (log π(y_l) − log π_ref(y_l))])."""
@@ -134,7 +145,8 @@ def reference_dpo_loss(
 
 
 class TinyPolicy(nn.Module):
-    """A tiny GPT plus a zero-initialised value head on the final hidden state: ``policy(seq) -> (logits, values)``.
+    """A tiny GPT plus a zero-initialised value head on the final hidden state: ``policy(seq) -> (logits,
+    values)``.
 
     The interface of the notebook's ``PolicyWithValue``: ``.gpt`` is the language model (``.gpt.generate``
     samples), and ``values[:, t]`` is V of the state that ends at token t.
@@ -146,12 +158,11 @@ class TinyPolicy(nn.Module):
         self.v_head = nn.Linear(gpt.config.d_model, 1)
         nn.init.zeros_(self.v_head.weight)
         nn.init.zeros_(self.v_head.bias)
-        self._hidden: dict[str, torch.Tensor] = {}
-        gpt.transformer.ln_f.register_forward_hook(lambda _m, _i, out: self._hidden.__setitem__("h", out))
 
     def forward(self, seq: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        logits, _ = self.gpt(seq)  # (B, L, V)
-        return logits, self.v_head(self._hidden["h"]).squeeze(-1)  # (B, L, V), (B, L)
+        with self.gpt.record(hidden=True) as rec:
+            logits, _ = self.gpt(seq)  # (B, L, V); rec.hidden (B, L, C) is the input of lm_head
+        return logits, self.v_head(rec.hidden).squeeze(-1)  # (B, L, V), (B, L)
 
 
 # ----------------------------------------------------------------------------------------------- TODO 1
@@ -159,19 +170,18 @@ class TinyPolicy(nn.Module):
 
 @learner_check(1, "bradley_terry_loss")
 def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
-    rc = torch.randn(64, generator=_gen(0)) * 2
-    rr = torch.randn(64, generator=_gen(1)) * 2
+    rc = torch.randn(64, generator=gen(0)) * 2
+    rr = torch.randn(64, generator=gen(1)) * 2
     got = _scalar(call(fn, rc.clone(), rr.clone()), "bradley_terry_loss")
     want = reference_bradley_terry_loss(rc, rr)
-    if not _close(got, want):
-        hint = "loss = −log σ(r_chosen − r_rejected), averaged over pairs"
-        if _close(got, reference_bradley_terry_loss(rr, rc)):
-            hint = ("chosen and rejected are swapped: this loss pushes the REJECTED reward up. "
-                    "The chosen reward comes first: −log σ(r_chosen − r_rejected)")
-        elif _close(got, F.softplus(rr - rc).sum()):
-            hint = "you summed over pairs; take the mean"
-        elif _close(got, -torch.sigmoid(rc - rr).mean()):
-            hint = "take the log: −log σ(r_chosen − r_rejected), not −σ(...)"
+    if not matches(got, want):
+        hint = diagnose(got, [
+            (reference_bradley_terry_loss(rr, rc),
+             "chosen and rejected are swapped: this loss pushes the REJECTED "
+             "reward up. The chosen reward comes first: −log σ(r_chosen − r_rejected)"),
+            (F.softplus(rr - rc).sum(), "you summed over pairs; take the mean"),
+            (-torch.sigmoid(rc - rr).mean(), "take the log: −log σ(r_chosen − r_rejected), not −σ(...)"),
+        ], "loss = −log σ(r_chosen − r_rejected), averaged over pairs")
         raise CheckFailed(f"bradley_terry_loss on 64 random pairs\n   expected: {float(want):.6f}\n"
                           f"   got:      {float(got):.6f}\n   hint: {hint}")
     big = torch.tensor([50.0, -200.0])
@@ -196,26 +206,28 @@ def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
 @learner_check(2, "response_logprobs")
 def check_response_logprobs(fn: Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]) -> str:
     B, L, V, P = 3, 11, 7, 4
-    logits = torch.randn(B, L, V, generator=_gen(2)) * 2  # (B, L, V)
-    seq = torch.randint(0, V, (B, L), generator=_gen(3))  # (B, L)
+    logits = torch.randn(B, L, V, generator=gen(2)) * 2  # (B, L, V)
+    seq = torch.randint(0, V, (B, L), generator=gen(3))  # (B, L)
     want = reference_response_logprobs(logits, seq, P)  # (B, L − P)
     got = call(fn, logits.clone(), seq.clone(), P)
-    if not _close(got, want):
-        hint = "logits[:, t − 1] predict seq[:, t]: use logits[:, prompt_len − 1 : −1] and seq[:, prompt_len:]"
-        if isinstance(got, torch.Tensor) and got.shape == want.shape:
-            no_shift = torch.log_softmax(logits[:, P:], -1).gather(-1, seq[:, P:, None]).squeeze(-1)
-            if _close(got, no_shift):
-                hint = ("off by one: the logits at position t predict the NEXT token t + 1, so the log-prob "
-                        "of seq[:, t] comes from logits[:, t − 1]")
-            elif _close(got, logits[:, P - 1:-1].gather(-1, seq[:, P:, None]).squeeze(-1)):
-                hint = "these are raw logits; take log_softmax over the vocabulary first"
-        elif isinstance(got, torch.Tensor):
-            hint = f"one log-prob per RESPONSE token: shape (B, L − prompt_len) = {tuple(want.shape)}"
-        raise CheckFailed(f"response_logprobs(logits (3, 11, 7), seq, prompt_len=4) differs from a loop over "
-                          f"positions\n   expected: {fmt(want)}\n   got:      {fmt(got)}\n   hint: {hint}")
+    if not matches(got, want):
+        no_shift = torch.log_softmax(logits[:, P:], -1).gather(-1, seq[:, P:, None]).squeeze(-1)
+        bugs = [
+            (no_shift, "off by one: the logits at position t predict the NEXT token t + 1, so the log-prob "
+             "of seq[:, t] comes from logits[:, t − 1]"),
+            (logits[:, P - 1:-1].gather(-1, seq[:, P:, None]).squeeze(-1),
+             "these are raw logits; take log_softmax over the vocabulary first"),
+        ]
+        raise _wrong_tensor(
+            "response_logprobs(logits (3, 11, 7), seq, prompt_len=4) differs from a loop over positions",
+            want, got,
+            bugs, "logits[:, t − 1] predict seq[:, t]: use logits[:, prompt_len − "
+                  "1 : −1] and seq[:, prompt_len:]",
+            f"one log-prob per RESPONSE token: shape (B, L − prompt_len) = {tuple(want.shape)}",
+        )
     assert_close(got, want, "response_logprobs")
-    return ("matches an explicit loop over response positions (log_softmax of logits[:, t − 1] at seq[:, t]) "
-            "within 1e-5")
+    return ("matches an explicit loop over response positions (log_softmax of logits[:, "
+            "t − 1] at seq[:, t]) within 1e-5")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -224,50 +236,55 @@ def check_response_logprobs(fn: Callable[[torch.Tensor, torch.Tensor, int], torc
 @learner_check(3, "kl_shaped_rewards")
 def check_kl_shaped_rewards(fn: Callable[..., torch.Tensor]) -> str:
     B, T = 4, 6
-    score = torch.randn(B, generator=_gen(4))
-    logp = -torch.rand(B, T, generator=_gen(5)) * 3
-    logp_ref = -torch.rand(B, T, generator=_gen(6)) * 3
+    score = torch.randn(B, generator=gen(4))
+    logp = -torch.rand(B, T, generator=gen(5)) * 3
+    logp_ref = -torch.rand(B, T, generator=gen(6)) * 3
     inputs = (score.clone(), logp.clone(), logp_ref.clone())
     for beta in (0.1, 0.0):
         got = call(fn, *inputs, beta)
         expect(torch.equal(inputs[1], logp) and torch.equal(inputs[0], score),
                "kl_shaped_rewards changed its input tensors in place",
-               hint="start from a new tensor: rewards = -beta * (logp - logp_ref), then add to rewards[:, -1]")
+               hint="start from a new tensor: rewards = -beta * (logp - "
+                    "logp_ref), then add to rewards[:, -1]")
         want = reference_kl_shaped_rewards(score, logp, logp_ref, beta)
-        if _close(got, want):
+        if matches(got, want):
             continue
-        hint = "r_t = −β (logp_t − logp_ref_t) for every t, and r_{T−1} += score"
-        if isinstance(got, torch.Tensor) and got.shape == want.shape:
-            if _close(got, reference_kl_shaped_rewards(score, logp_ref, logp, beta)):
-                hint = ("the KL sign is flipped: the penalty is −β (log π − log π_ref), so tokens the policy likes "
-                        "MORE than the reference cost reward (your version pays the policy to drift)")
-            elif _close(got, -beta * (logp - logp_ref) + score[:, None]):
-                hint = "the score is added to every token; it belongs to the LAST token only (r[:, -1] += score)"
-            elif _close(got, -beta * (logp - logp_ref) + score[:, None] * F.one_hot(torch.tensor(0), T)):
-                hint = "the score is added to the FIRST token; it is earned at the end of the response: r[:, -1]"
-        elif isinstance(got, torch.Tensor):
-            hint = f"one reward per response token: shape (B, T) = {(B, T)}"
-        raise CheckFailed(f"kl_shaped_rewards(score (4,), logp (4, 6), logp_ref (4, 6), beta={beta})\n"
-                          f"   expected: {fmt(want)}\n   got:      {fmt(got)}\n   hint: {hint}")
-    return "r_t = −β (logp_t − logp_ref_t), plus the score at the last token, for β = 0.1 and 0 on (4, 6) inputs"
+        bugs = [
+            (reference_kl_shaped_rewards(score, logp_ref, logp, beta),
+             "the KL sign is flipped: the penalty is −β (log π − log π_ref), so tokens the policy likes "
+             "MORE than the reference cost reward (your version pays the policy to drift)"),
+            (-beta * (logp - logp_ref) + score[:, None],
+             "the score is added to every token; it belongs to the LAST token only (r[:, -1] += score)"),
+            (-beta * (logp - logp_ref) + score[:, None] * F.one_hot(torch.tensor(0), T),
+             "the score is added to the FIRST token; it is earned at the end of the response: r[:, -1]"),
+        ]
+        raise _wrong_tensor(
+            f"kl_shaped_rewards(score (4,), logp (4, 6), logp_ref (4, 6), beta={beta})", want, got, bugs,
+            "r_t = −β (logp_t − logp_ref_t) for every t, and r_{T−1} += score",
+            f"one reward per response token: shape (B, T) = {(B, T)}",
+        )
+    return ("r_t = −β (logp_t − logp_ref_t), plus the score at the last token, "
+            "for β = 0.1 and 0 on (4, 6) inputs")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
 
 
-def _gae_hint(got: tuple[Any, Any], rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> str:
+def _gae_hint(got: tuple[Any, Any], rewards: torch.Tensor, values: torch.Tensor, gamma: float,
+              lam: float) -> str:
     adv, ret = got
     ref_adv, ref_ret = reference_gae(rewards, values, gamma, lam)
     raw_adv, _ = reference_gae(rewards, values, gamma, lam, normalize=False)
     boot = torch.cat([values[:, 1:], values[:, -1:]], dim=1)  # V_T = V_{T−1}: the bootstrap bug
-    if _close(adv, raw_adv):
+    if matches(adv, raw_adv):
         return ("the advantages are not normalised: whiten them over the whole batch, "
                 "(A − A.mean()) / (A.std() + 1e-8), AFTER computing returns = A + V from the raw ones")
-    if _close(ret, ref_adv + values):
+    if matches(ret, ref_adv + values):
         return ("returns were built from the NORMALISED advantages, so the value head would chase the wrong "
                 "targets; returns = raw advantages + values, then normalise the advantages")
-    if _close(ret, raw_adv) or _close(ret, ref_adv):
-        return "returns are the VALUE TARGETS: returns = advantages + values (before normalising the advantages)"
+    if matches(ret, raw_adv) or matches(ret, ref_adv):
+        return ("returns are the VALUE TARGETS: returns = advantages + values "
+                "(before normalising the advantages)")
     for name, variant in (("γλ", (gamma, gamma * lam)), ("λ", (gamma, lam)), ("γ", (gamma, gamma))):
         g_, decay = variant
         delta = rewards + g_ * torch.cat([values[:, 1:], torch.zeros(values.shape[0], 1)], 1) - values
@@ -276,7 +293,7 @@ def _gae_hint(got: tuple[Any, Any], rewards: torch.Tensor, values: torch.Tensor,
         for t in reversed(range(values.shape[1])):
             run = delta[:, t] + decay * run
             a[:, t] = run
-        if name != "γλ" and _close(adv, (a - a.mean()) / (a.std() + 1e-8)):
+        if name != "γλ" and matches(adv, (a - a.mean()) / (a.std() + 1e-8)):
             return f"the running sum decays by {name} only; it must decay by γ·λ: A_t = δ_t + γλ A_(t+1)"
     delta_b = rewards + gamma * boot - values
     a = torch.zeros_like(delta_b)
@@ -284,32 +301,36 @@ def _gae_hint(got: tuple[Any, Any], rewards: torch.Tensor, values: torch.Tensor,
     for t in reversed(range(values.shape[1])):
         run = delta_b[:, t] + gamma * lam * run
         a[:, t] = run
-    if _close(adv, (a - a.mean()) / (a.std() + 1e-8)):
+    if matches(adv, (a - a.mean()) / (a.std() + 1e-8)):
         return ("wrong bootstrap at the end: after the last token the episode is DONE, so V_T = 0 "
                 "(δ_(T−1) = r_(T−1) − V_(T−1)); you reused the last value")
-    return "δ_t = r_t + γ V_(t+1) − V_t with V_T = 0; A_t = δ_t + γλ A_(t+1); returns = A + V; then normalise A"
+    return ("δ_t = r_t + γ V_(t+1) − V_t with V_T = 0; A_t = δ_t + γλ A_(t+1); "
+            "returns = A + V; then normalise A")
 
 
 @learner_check(4, "gae")
 def check_gae(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     B, T = 5, 7
-    rewards = torch.randn(B, T, generator=_gen(7))
-    values = torch.randn(B, T, generator=_gen(8)) + 2.0  # a large last value makes the bootstrap bug visible
+    rewards = torch.randn(B, T, generator=gen(7))
+    values = torch.randn(B, T, generator=gen(8)) + 2.0  # a large last value makes the bootstrap bug visible
     for gamma, lam in ((0.9, 0.8), (1.0, 0.95)):
         got = call(fn, rewards.clone(), values.clone(), gamma, lam)
-        expect(isinstance(got, tuple) and len(got) == 2 and all(isinstance(t, torch.Tensor) for t in got),
-               f"gae must return (advantages, returns), got {fmt(got, 80)}", hint="return adv, returns")
+        expect_tensors(got, 2, f"gae must return (advantages, returns), got {fmt(got, 80)}",
+                       "return adv, returns")
         want_adv, want_ret = reference_gae(rewards, values, gamma, lam)
-        if not (_close(got[0], want_adv, 1e-4) and _close(got[1], want_ret, 1e-4)):
+        # atol 1e-4, not 1e-5: the reference is a float64 closed form, a learner's GAE a float32 backward
+        # loop that accumulates the T discounted terms one by one (this check's tolerance all along)
+        if not (matches(got[0], want_adv, atol=1e-4) and matches(got[1], want_ret, atol=1e-4)):
             raise CheckFailed(
                 f"gae(rewards (5, 7), values (5, 7), gamma={gamma}, lam={lam}) differs from the closed form "
                 f"A_t = Σ_l (γλ)^l δ_(t+l)\n   expected advantages: {fmt(want_adv, 160)}\n"
                 f"   got advantages:      {fmt(got[0], 160)}\n   expected returns: {fmt(want_ret, 160)}\n"
-                f"   got returns:      {fmt(got[1], 160)}\n   hint: {_gae_hint(got, rewards, values, gamma, lam)}"
+                f"   got returns:      {fmt(got[1], 160)}\n   hint: "
+                f"{_gae_hint(got, rewards, values, gamma, lam)}"
             )
     raw = call(fn, rewards.clone(), values.clone(), 0.9, 0.8, normalize=False)
     want_adv, _ = reference_gae(rewards, values, 0.9, 0.8, normalize=False)
-    expect(_close(raw[0], want_adv, 1e-4), "gae(..., normalize=False) must return the raw advantages",
+    expect(matches(raw[0], want_adv, atol=1e-4), "gae(..., normalize=False) must return the raw advantages",
            hint="only whiten the advantages when normalize=True")
     return ("matches the closed form A_t = Σ_l (γλ)^l δ_t+l with V = 0 after the last token, for (γ, λ) = "
             "(0.9, 0.8) and (1, 0.95); returns = raw A + V; A whitened over the batch")
@@ -323,43 +344,42 @@ def check_ppo_losses(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> st
     eps = 0.2
     # four crafted tokens: (ratio, advantage) = (1.5, +1) clipped above, (0.5, −1) clipped below,
     # (0.5, +1) and (1.5, −1) where the unclipped term is the pessimistic one, then random tokens
-    ratio = torch.cat([torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1, 0.9]), 0.5 + torch.rand(10, generator=_gen(9))])
-    adv = torch.cat([torch.tensor([1.0, -1.0, 1.0, -1.0, 2.0, -2.0]), torch.randn(10, generator=_gen(10))])
-    logp_old = -torch.rand(16, generator=_gen(11)) * 3
-    values = torch.randn(16, generator=_gen(12))
-    returns = torch.randn(16, generator=_gen(13))
+    ratio = torch.cat([torch.tensor([1.5, 0.5, 0.5, 1.5, 1.1, 0.9]), 0.5 + torch.rand(10, generator=gen(9))])
+    adv = torch.cat([torch.tensor([1.0, -1.0, 1.0, -1.0, 2.0, -2.0]), torch.randn(10, generator=gen(10))])
+    logp_old = -torch.rand(16, generator=gen(11)) * 3
+    values = torch.randn(16, generator=gen(12))
+    returns = torch.randn(16, generator=gen(13))
     logp_new = (logp_old + ratio.log()).requires_grad_(True)
     got = call(fn, logp_new, logp_old.clone(), adv.clone(), values.clone(), returns.clone(), eps)
     expect(isinstance(got, tuple) and len(got) == 2, f"ppo_losses must return (policy_loss, value_loss), got "
            f"{fmt(got, 80)}", hint="return policy_loss, value_loss")
     pl, vl = _scalar(got[0], "policy_loss"), _scalar(got[1], "value_loss")
     want_pl, want_vl = reference_ppo_losses(logp_new.detach(), logp_old, adv, values, returns, eps)
-    if not _close(pl, want_pl):
-        hint = "policy_loss = −mean min(ρ A, clip(ρ, 1 − ε, 1 + ε) A) with ρ = exp(logp_new − logp_old)"
-        r_, a_, lo = ratio, adv, logp_new.detach()
-        if _close(pl, -torch.maximum(r_ * a_, r_.clamp(1 - eps, 1 + eps) * a_).mean()):
-            hint = ("min vs max confusion: the surrogate takes the MIN (pessimistic) of the clipped and unclipped "
-                    "terms, and the loss is its negative, −mean min(...) = mean max(−ρA, −clip(ρ)A)")
-        elif _close(pl, -torch.minimum(r_ * a_, r_.clamp(max=1 + eps) * a_).mean()):
-            hint = "the ratio is clipped on one side only; clip to [1 − ε, 1 + ε]"
-        elif _close(pl, -torch.minimum(r_ * a_, r_.clamp(min=1 - eps) * a_).mean()):
-            hint = "the ratio is clipped on one side only; clip to [1 − ε, 1 + ε]"
-        elif _close(pl, -(r_ * a_).mean()):
-            hint = "no clipping at all: take min(ρ A, clip(ρ, 1 − ε, 1 + ε) A)"
-        elif _close(pl, torch.minimum(r_ * a_, r_.clamp(1 - eps, 1 + eps) * a_).mean()):
-            hint = "wrong sign: we MAXIMISE the surrogate, so the loss is its negative"
-        else:
-            inv = torch.exp(logp_old - lo)
-            if _close(pl, -torch.minimum(inv * a_, inv.clamp(1 - eps, 1 + eps) * a_).mean()):
-                hint = "the log-ratio is the wrong way round: ρ = exp(logp_new − logp_old) = π_new / π_old"
+    if not matches(pl, want_pl):
+        r_, a_ = ratio, adv
+        inv = torch.exp(logp_old - logp_new.detach())  # π_old / π_new: the ratio the wrong way round
+        one_side = "the ratio is clipped on one side only; clip to [1 − ε, 1 + ε]"
+        hint = diagnose(pl, [
+            (-torch.maximum(r_ * a_, r_.clamp(1 - eps, 1 + eps) * a_).mean(),
+             "min vs max confusion: the surrogate takes the MIN (pessimistic) of the clipped and unclipped "
+             "terms, and the loss is its negative, −mean min(...) = mean max(−ρA, −clip(ρ)A)"),
+            (-torch.minimum(r_ * a_, r_.clamp(max=1 + eps) * a_).mean(), one_side),
+            (-torch.minimum(r_ * a_, r_.clamp(min=1 - eps) * a_).mean(), one_side),
+            (-(r_ * a_).mean(), "no clipping at all: take min(ρ A, clip(ρ, 1 − ε, 1 + ε) A)"),
+            (torch.minimum(r_ * a_, r_.clamp(1 - eps, 1 + eps) * a_).mean(),
+             "wrong sign: we MAXIMISE the surrogate, so the loss is its negative"),
+            (-torch.minimum(inv * a_, inv.clamp(1 - eps, 1 + eps) * a_).mean(),
+             "the log-ratio is the wrong way round: ρ = exp(logp_new − logp_old) = π_new / π_old"),
+        ], "policy_loss = −mean min(ρ A, clip(ρ, 1 − ε, 1 + ε) A) with ρ = exp(logp_new − logp_old)")
         raise CheckFailed(f"policy_loss on 16 tokens (clipping active above and below)\n"
-                          f"   expected: {float(want_pl):.6f}\n   got:      {float(pl.detach()):.6f}\n   hint: {hint}")
-    if not _close(vl, want_vl):
-        hint = "value_loss = ½ mean (values_new − returns)²"
-        if _close(vl, 0.5 * ((values - adv) ** 2).mean()):
-            hint = "the value head must regress onto the RETURNS (A + V), not the advantages"
-        elif _close(vl, ((values - returns) ** 2).mean()):
-            hint = "missing the ½: value_loss = ½ mean (values_new − returns)²"
+                          f"   expected: {float(want_pl):.6f}\n   got:      {float(pl.detach()):.6f}\n   "
+                          f"hint: {hint}")
+    if not matches(vl, want_vl):
+        hint = diagnose(vl, [
+            (0.5 * ((values - adv) ** 2).mean(),
+             "the value head must regress onto the RETURNS (A + V), not the advantages"),
+            (((values - returns) ** 2).mean(), "missing the ½: value_loss = ½ mean (values_new − returns)²"),
+        ], "value_loss = ½ mean (values_new − returns)²")
         raise CheckFailed(f"value_loss on 16 tokens\n   expected: {float(want_vl):.6f}\n   got:      "
                           f"{float(vl.detach()):.6f}\n   hint: {hint}")
     pl.backward()
@@ -389,14 +409,15 @@ def _toy_reward(resp: torch.Tensor) -> torch.Tensor:
 
 
 def _toy_config(**overrides: Any) -> SimpleNamespace:
-    cfg = dict(beta=0.0, response_len=6, clip_eps=0.2, gamma=1.0, lam=0.95, epochs=2, minibatch=16, vf_coef=0.5,
+    cfg = dict(beta=0.0, response_len=6, clip_eps=0.2, gamma=1.0, lam=0.95, epochs=2, minibatch=16,
+               vf_coef=0.5,
                max_grad_norm=1.0)
     cfg.update(overrides)
     return SimpleNamespace(**cfg)
 
 
 def _goal_fraction(policy: TinyPolicy, prompt: torch.Tensor, seed: int) -> float:
-    out = policy.gpt.generate(prompt.repeat(256, 1), 6, generator=_gen(seed))
+    out = policy.gpt.generate(prompt.repeat(256, 1), 6, generator=gen(seed))
     return float((out[:, prompt.shape[1]:] == _GOAL).float().mean())
 
 
@@ -411,7 +432,7 @@ def check_ppo_iteration(fn: Callable[..., dict]) -> str:
     prompt = torch.tensor([[0, 1]]).repeat(32, 1)  # (32, 2)
     cfg = _toy_config()
     before = _goal_fraction(policy, prompt[:1], 100)
-    stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, _gen(14))
+    stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, gen(14))
     expect(isinstance(stats, dict) and {"seq", "score", "kl"} <= set(stats),
            f"ppo_iteration must return a dict with at least 'seq', 'score', 'kl', got {fmt(stats, 120)}",
            hint="return dict(seq=seq, score=score, kl=kl, ...) from the rollout")
@@ -423,31 +444,35 @@ def check_ppo_iteration(fn: Callable[..., dict]) -> str:
            hint="generate continues the prompt")
     kl = stats["kl"]
     expect(isinstance(kl, torch.Tensor) and kl.shape == (32,) and float(kl.abs().max()) < 1e-4,
-           f"on the first iteration the policy IS the reference, so each sequence's KL must be 0; got {fmt(kl, 120)}",
-           hint="kl = (logp_old − logp_ref).sum(1): one number per sequence, from the rollout before the update")
+           "on the first iteration the policy IS the reference, so each sequence's KL must be 0; got "
+           f"{fmt(kl, 120)}",
+           hint="kl = (logp_old − logp_ref).sum(1): one number per sequence, "
+                "from the rollout before the update")
     expect(torch.allclose(stats["score"], _toy_reward(seq[:, 2:])),
            "stats['score'] is not reward_fn of the sampled responses",
            hint="score = reward_fn(seq[:, prompt_len:])")
     for i in range(7):
-        stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, _gen(15 + i))
+        stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, gen(15 + i))
     for k, v in ref.state_dict().items():
         expect(torch.equal(v, ref_state[k]), f"the reference model changed ({k})",
                hint="the reference is frozen: compute logp_ref under torch.no_grad() and never step it")
     expect(not torch.equal(policy.v_head.weight.detach(), v_head),
            "the value head never changed: the value loss is not being optimised",
-           hint="loss = policy_loss + cfg.vf_coef * value_loss, with values from policy(seq) inside the update")
+           hint="loss = policy_loss + cfg.vf_coef * value_loss, with values "
+                "from policy(seq) inside the update")
     after = _goal_fraction(policy, prompt[:1], 100)
     expect(after > before + 0.25,
            f"8 PPO iterations with β = 0 on a reward for token 3 moved its frequency from {before:.2f} to "
            f"{after:.2f}; expected a rise of more than 0.25",
-           hint="sample from the POLICY, score, shape rewards, GAE, then cfg.epochs passes of the clipped loss "
-                "with opt.step(); logp_old and the advantages come from the rollout, without gradients")
+           hint="sample from the POLICY, score, shape rewards, GAE, then cfg.epochs passes of the clipped "
+                "loss with opt.step(); logp_old and the advantages come from the rollout, without gradients")
     rollout = float((stats["seq"][:, 2:] == _GOAL).float().mean())
     expect(rollout > before + 0.2,
-           f"the policy now writes token 3 at rate {after:.2f}, but the last rollout holds it at rate {rollout:.2f}",
+           f"the policy now writes token 3 at rate {after:.2f}, but the last rollout holds it at rate "
+           f"{rollout:.2f}",
            hint="the rollout must be sampled from the POLICY (policy.gpt.generate), not from the reference")
-    return ("on a tiny GPT with a reward for token 3: first-iteration KL 0, score = reward_fn(response), reference "
-            "frozen, value head trained; 8 iterations raise token 3's frequency by more than 0.25")
+    return ("on a tiny GPT with a reward for token 3: first-iteration KL 0, score = reward_fn(response), "
+            "reference frozen, value head trained; 8 iterations raise token 3's frequency by more than 0.25")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 7
@@ -456,20 +481,21 @@ def check_ppo_iteration(fn: Callable[..., dict]) -> str:
 @learner_check(7, "dpo_loss")
 def check_dpo_loss(fn: Callable[..., torch.Tensor]) -> str:
     n = 32
-    pc, pr, rc, rr = (-20 - 10 * torch.rand(n, generator=_gen(20 + i)) for i in range(4))
+    pc, pr, rc, rr = (-20 - 10 * torch.rand(n, generator=gen(20 + i)) for i in range(4))
     beta = 0.1
     got = _scalar(call(fn, pc.clone(), pr.clone(), rc.clone(), rr.clone(), beta), "dpo_loss")
     want = reference_dpo_loss(pc, pr, rc, rr, beta)
-    if not _close(got, want):
-        hint = "loss = −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) with sequence log-probs"
-        if _close(got, reference_dpo_loss(pr, pc, rr, rc, beta)):
-            hint = "chosen and rejected are swapped: the margin is (chosen log-ratio) − (rejected log-ratio)"
-        elif _close(got, F.softplus(-beta * (pc - pr)).mean()):
-            hint = "the reference is missing: use the log-RATIOS log π − log π_ref of each response"
-        elif _close(got, F.softplus(-((pc - rc) - (pr - rr))).mean()):
-            hint = "β is missing: multiply the margin by beta inside the sigmoid"
-        elif _close(got, F.softplus(-beta * ((rc - pc) - (rr - pr))).mean()):
-            hint = "the log-ratio is the wrong way round: log π(y) − log π_ref(y), policy first"
+    if not matches(got, want):
+        hint = diagnose(got, [
+            (reference_dpo_loss(pr, pc, rr, rc, beta),
+             "chosen and rejected are swapped: the margin is (chosen log-ratio) − (rejected log-ratio)"),
+            (F.softplus(-beta * (pc - pr)).mean(),
+             "the reference is missing: use the log-RATIOS log π − log π_ref of each response"),
+            (F.softplus(-((pc - rc) - (pr - rr))).mean(),
+             "β is missing: multiply the margin by beta inside the sigmoid"),
+            (F.softplus(-beta * ((rc - pc) - (rr - pr))).mean(),
+             "the log-ratio is the wrong way round: log π(y) − log π_ref(y), policy first"),
+        ], "loss = −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) with sequence log-probs")
         raise CheckFailed(f"dpo_loss on 32 pairs, beta={beta}\n   expected: {float(want):.6f}\n"
                           f"   got:      {float(got):.6f}\n   hint: {hint}")
     same = _scalar(call(fn, rc.clone(), rr.clone(), rc.clone(), rr.clone(), beta), "dpo_loss")

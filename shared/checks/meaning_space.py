@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks.compare import diagnose, gen
 
 __all__ = [
     "HAND_IDS",
@@ -111,7 +112,7 @@ def two_topic_corpus(n_tokens: int = 6000, seed: int = 0) -> torch.Tensor:
     Words of one topic share their contexts, so a working skip-gram puts them closer together (in
     cosine) than words of different topics.
     """
-    g = torch.Generator().manual_seed(seed)
+    g = gen(seed)
     runs = n_tokens // 12
     topic = torch.randint(0, 2, (runs, 1), generator=g)  # (R, 1)
     words = torch.randint(0, 6, (runs, 12), generator=g) + 6 * topic  # (R, 12)
@@ -124,7 +125,8 @@ def two_topic_corpus(n_tokens: int = 6000, seed: int = 0) -> torch.Tensor:
 
 @learner_check(todo=1, name="one_hot")
 def check_one_hot(one_hot: Callable) -> str:
-    """``one_hot(ids, vocab_size)`` -> float (N, V) with a single 1 per row, like ``F.one_hot(...).float()``."""
+    """``one_hot(ids, vocab_size)`` -> float (N, V) with a single 1 per row, like
+    ``F.one_hot(...).float()``."""
     ids = torch.tensor([3, 0, 3, 6, 1])
     got = call(one_hot, ids, 7)
     expected = F.one_hot(ids, 7).float()
@@ -139,7 +141,8 @@ def check_one_hot(one_hot: Callable) -> str:
     got = call(one_hot, torch.tensor([2]), 5)
     assert_close(got, F.one_hot(torch.tensor([2]), 5).float(), "one_hot([2], vocab_size=5)",
                  hint="the width is vocab_size even when the largest id is smaller")
-    return "matches F.one_hot(ids, V).float() on 5 ids (repeats included) and keeps width V when ids are small"
+    return ("matches F.one_hot(ids, V).float() on 5 ids (repeats included) and "
+            "keeps width V when ids are small")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -149,22 +152,21 @@ def check_one_hot(one_hot: Callable) -> str:
 @learner_check(todo=2, name="cosine_matrix")
 def check_cosine_matrix(cosine_matrix: Callable) -> str:
     """``cosine_matrix(a, b)`` -> (N, M) cosines of every row of a with every row of b."""
-    g = torch.Generator().manual_seed(0)
-    a = torch.randn(5, 8, generator=g) * torch.tensor([[0.1], [1.0], [3.0], [10.0], [0.5]])  # rows of mixed norms
+    g = gen(0)
+    # rows of mixed norms
+    a = torch.randn(5, 8, generator=g) * torch.tensor([[0.1], [1.0], [3.0], [10.0], [0.5]])
     b = torch.randn(4, 8, generator=g) * torch.tensor([[2.0], [0.2], [1.0], [7.0]])
     got = call(cosine_matrix, a, b)
     expected = reference_cosine_matrix(a, b)
-    hint = "divide each row of BOTH a and b by its L2 norm, then take a @ b.T"
-    if isinstance(got, torch.Tensor) and got.shape == expected.shape:
-        one_side = F.normalize(a, dim=1) @ b.T
-        other_side = a @ F.normalize(b, dim=1).T
-        if torch.allclose(got, one_side, atol=1e-4) or torch.allclose(got, other_side, atol=1e-4):
-            hint = ("only one side is normalised: a cosine divides by BOTH norms, ‖a_i‖ and ‖b_j‖ "
-                    "(values outside [-1, 1] give it away)")
-        elif torch.allclose(got, a @ b.T, atol=1e-4):
-            hint = "that is the raw dot product: divide by the norms of both rows"
-        elif torch.allclose(got, F.normalize(a, dim=0) @ F.normalize(b, dim=0).T, atol=1e-4):
-            hint = "normalise each ROW (dim=1, one vector per word), not each column"
+    one_side = ("only one side is normalised: a cosine divides by BOTH norms, ‖a_i‖ and ‖b_j‖ "
+                "(values outside [-1, 1] give it away)")
+    hint = diagnose(got, [
+        (F.normalize(a, dim=1) @ b.T, one_side),
+        (a @ F.normalize(b, dim=1).T, one_side),
+        (a @ b.T, "that is the raw dot product: divide by the norms of both rows"),
+        (F.normalize(a, dim=0) @ F.normalize(b, dim=0).T,
+         "normalise each ROW (dim=1, one vector per word), not each column"),
+    ], "divide each row of BOTH a and b by its L2 norm, then take a @ b.T")
     err = assert_close(got, expected, "cosine_matrix(a (5, 8), b (4, 8)) vs F.cosine_similarity", hint=hint,
                        atol=1e-5, rtol=1e-4)
     self_sim = call(cosine_matrix, a, a)
@@ -197,14 +199,16 @@ def check_skipgram_pairs(skipgram_pairs: Callable) -> str:
         if got != expected:
             hint = "each word pairs with every word at distance 1..window on both sides, never with itself"
             if any(c == x for c, x in got) or len(got) == len(expected) + len(HAND_IDS):
-                hint = "the centre word is paired with itself: offset 0 is not a context (use offsets 1..window)"
+                hint = ("the centre word is paired with itself: offset 0 is not a "
+                        "context (use offsets 1..window)")
             elif len(got) < len(expected):
                 hint = ("pairs are missing: is the window off by one (range(1, window) stops at window - 1), "
                         "or is only one side (left or right) included?")
             elif len(got) > len(expected):
-                hint = "too many pairs: offsets must stop at window (range(1, window + 1)), and stay inside the list"
+                hint = ("too many pairs: offsets must stop at window (range(1, window "
+                        "+ 1)), and stay inside the list")
             expect_equal(got, expected, f"skipgram_pairs({HAND_IDS}, window={window}) as a sorted list", hint)
-    g = torch.Generator().manual_seed(1)
+    g = gen(1)
     for window in (1, 3, 5):
         rand = torch.randint(0, 50, (40,), generator=g)
         got = _as_pairs(call(skipgram_pairs, rand, window), f"skipgram_pairs(40 random ids, window={window})")
@@ -233,14 +237,16 @@ def check_keep_probability(keep_probability: Callable) -> str:
     if isinstance(got, torch.Tensor) and got.shape == expected.shape:
         f = counts / counts.sum()
         if torch.allclose(got.float(), (t / f).clamp(max=1), atol=1e-6):
-            hint = "missing square root: Mikolov et al. (2013b) eq. 5 discards with 1 - sqrt(t / f), so keep = sqrt(t / f)"
+            hint = ("missing square root: Mikolov et al. (2013b) eq. 5 discards with 1 - sqrt(t / f), so "
+                    "keep = sqrt(t / f)")
         elif got.max() > 1:
             hint = "rare words give sqrt(t / f) > 1: a probability must be clamped to 1 (.clamp(max=1))"
         elif torch.allclose(got.float(), 1 - torch.sqrt(t / f).clamp(max=1), atol=1e-6):
             hint = "that is the DISCARD probability 1 - sqrt(t / f); return the keep probability"
         elif torch.allclose(got.float(), torch.sqrt(t / counts).clamp(max=1), atol=1e-6):
             hint = "use the relative frequency f = count / total count, not the raw count"
-    err = assert_close(got, expected, f"keep_probability({fmt(counts)}, t={t})", hint=hint, atol=1e-6, rtol=1e-5)
+    err = assert_close(got, expected, f"keep_probability({fmt(counts)}, t={t})", hint=hint, atol=1e-6,
+                       rtol=1e-5)
     return (f"matches min(1, sqrt(t / f)) (Mikolov et al. 2013b, eq. 5) on 7 counts, t = {t:g} "
             f"({within(err, 1e-6)}); the 3 rarest words are always kept")
 
@@ -254,7 +260,7 @@ def check_sample_negatives(sample_negatives: Callable) -> str:
     """``sample_negatives(counts, shape, generator, power=0.75)`` draws ids from P_n(w) ∝ count^power."""
     counts = torch.tensor([1000.0, 300.0, 100.0, 30.0, 10.0, 1.0])
     n = 200_000
-    g = torch.Generator().manual_seed(0)
+    g = gen(0)
     got = call(sample_negatives, counts, (n // 4, 4), g)
     expect(isinstance(got, torch.Tensor), f"sample_negatives returned {type(got).__name__}, not a tensor",
            hint="return a LongTensor of word ids with the requested shape")
@@ -263,26 +269,29 @@ def check_sample_negatives(sample_negatives: Callable) -> str:
     expect(not got.dtype.is_floating_point, f"sample_negatives returned dtype {got.dtype}",
            hint="ids index an embedding table: return torch.long (torch.multinomial already does)")
     expect(int(got.min()) >= 0 and int(got.max()) < len(counts),
-           f"sample_negatives drew ids outside 0..{len(counts) - 1}: min {int(got.min())}, max {int(got.max())}",
+           f"sample_negatives drew ids outside 0..{len(counts) - 1}: min {int(got.min())}, max "
+           f"{int(got.max())}",
            hint="draw indices into `counts`")
     freq = torch.bincount(got.reshape(-1), minlength=len(counts)).double() / n
     expected = reference_noise_distribution(counts)
     tol = 4 * math.sqrt(0.25 / n)  # 4 standard errors of a frequency, at worst
     worst = float((freq - expected).abs().max())
     if worst > tol:
-        hint = "P_n(w) = count^0.75 / sum(count^0.75); torch.multinomial(probs, n, replacement=True, generator=g)"
+        hint = ("P_n(w) = count^0.75 / sum(count^0.75); torch.multinomial(probs, "
+                "n, replacement=True, generator=g)")
         if float((freq - reference_noise_distribution(counts, 1.0)).abs().max()) <= tol:
             hint = "that is the raw unigram distribution: raise the counts to the power 0.75 first"
         elif float((freq - torch.full_like(freq, 1 / len(counts))).abs().max()) <= tol:
-            hint = "the draws are uniform: sample in proportion to count^0.75 (torch.multinomial), not torch.randint"
+            hint = ("the draws are uniform: sample in proportion to count^0.75 "
+                    "(torch.multinomial), not torch.randint")
         raise CheckFailed(
             f"frequencies of {n} draws vs count^0.75 normalised (tolerance {tol:.4f}, worst {worst:.4f})\n"
             f"   expected: {fmt([round(x, 4) for x in expected.tolist()])}\n"
             f"   got:      {fmt([round(x, 4) for x in freq.tolist()])}\n"
             f"   hint: {hint}"
         )
-    again = call(sample_negatives, counts, (1000,), torch.Generator().manual_seed(5))
-    twice = call(sample_negatives, counts, (1000,), torch.Generator().manual_seed(5))
+    again = call(sample_negatives, counts, (1000,), gen(5))
+    twice = call(sample_negatives, counts, (1000,), gen(5))
     expect(torch.equal(again, twice), "two calls with generators seeded alike gave different draws",
            hint="pass the `generator` argument on to torch.multinomial so that runs are reproducible")
     return (f"{n} draws match count^0.75 / Σ count^0.75 within {tol:.4f}; "
@@ -296,28 +305,34 @@ def check_sample_negatives(sample_negatives: Callable) -> str:
 @learner_check(todo=6, name="sgns_loss")
 def check_sgns_loss(sgns_loss: Callable) -> str:
     """``sgns_loss(v, u_pos, u_neg)``: mean over the batch of -log σ(u_o·v) - Σ_k log σ(-u_k·v)."""
-    g = torch.Generator().manual_seed(0)
-    v, u_pos, u_neg = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g), torch.randn(6, 3, 4, generator=g)
+    g = gen(0)
+    v, u_pos = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    u_neg = torch.randn(6, 3, 4, generator=g)
     got = call(sgns_loss, v, u_pos, u_neg)
     expected = reference_sgns_loss(v, u_pos, u_neg)
-    hint = "loss = -(logsigmoid(positive scores) + logsigmoid(-negative scores).sum(-1)).mean()"
-    if isinstance(got, torch.Tensor) and got.numel() == 1:
-        pos = (v * u_pos).sum(-1)
-        neg = torch.einsum("bkd,bd->bk", u_neg, v)
-        if torch.allclose(got, -(F.logsigmoid(pos) + F.logsigmoid(neg).sum(-1)).mean(), atol=1e-5):
-            hint = "negatives must be pushed APART: use logsigmoid(-score) for them, logsigmoid(+score) for the positive"
-        elif torch.allclose(got, -(F.logsigmoid(pos) + F.logsigmoid(-neg).mean(-1)).mean(), atol=1e-5):
-            hint = "sum the K negative terms (eq. 4 has Σ_k), then average over the batch"
-        elif torch.allclose(got, -(F.logsigmoid(pos) + F.logsigmoid(-neg).sum(-1)).sum(), atol=1e-4):
-            hint = "average over the batch (.mean()), so that the learning rate does not depend on the batch size"
+    pos = (v * u_pos).sum(-1)  # (6,)
+    neg = torch.einsum("bkd,bd->bk", u_neg, v)  # (6, 3)
+    hint = diagnose(got, [  # shown only for a 0-d answer: see the expect below
+        (-(F.logsigmoid(pos) + F.logsigmoid(neg).sum(-1)).mean(),
+         "negatives must be pushed APART: use logsigmoid(-score) for them, "
+         "logsigmoid(+score) for the positive"),
+        (-(F.logsigmoid(pos) + F.logsigmoid(-neg).mean(-1)).mean(),
+         "sum the K negative terms (eq. 4 has Σ_k), then average over the batch"),
+        (-(F.logsigmoid(pos) + F.logsigmoid(-neg).sum(-1)).sum(),
+         "average over the batch (.mean()), so that the learning rate does not depend on the batch size"),
+    ], "loss = -(logsigmoid(positive scores) + logsigmoid(-negative scores).sum(-1)).mean()")
     expect(isinstance(got, torch.Tensor) and got.ndim == 0,
-           f"sgns_loss returned {fmt(got, 80)}, not a 0-d tensor", hint="reduce to a scalar tensor with .mean()")
-    err = assert_close(got, expected, "sgns_loss on a batch of 6 with K = 3 negatives", hint=hint, atol=1e-5, rtol=1e-5)
+           f"sgns_loss returned {fmt(got, 80)}, not a 0-d tensor",
+           hint="reduce to a scalar tensor with .mean()")
+    err = assert_close(got, expected, "sgns_loss on a batch of 6 with K = 3 negatives", hint=hint, atol=1e-5,
+                       rtol=1e-5)
     big = torch.tensor([[30.0, 0.0]])
     got = call(sgns_loss, big, -big, big[:, None, :].repeat(1, 2, 1))  # scores: positive -900, negatives +900
     expect(isinstance(got, torch.Tensor) and bool(torch.isfinite(got)),
-           f"sgns_loss is {fmt(got, 60)} when the scores are ±900 (expected {float(reference_sgns_loss(big, -big, big[:, None, :].repeat(1, 2, 1))):.0f})",
-           hint="log(sigmoid(x)) underflows to log(0) = -inf for large |x|: use F.logsigmoid, which is stable")
+           f"sgns_loss is {fmt(got, 60)} when the scores are ±900 (expected "
+           f"{float(reference_sgns_loss(big, -big, big[:, None, :].repeat(1, 2, 1))):.0f})",
+           hint="log(sigmoid(x)) underflows to log(0) = -inf for large |x|: "
+                "use F.logsigmoid, which is stable")
     return (f"matches -(logsigmoid(u_o·v) + Σ_k logsigmoid(-u_k·v)).mean() (eq. 4, {within(err, 1e-5)}); "
             "finite at scores of ±900")
 
@@ -334,7 +349,8 @@ def check_train_skipgram(train_skipgram: Callable) -> str:
     out = call(train_skipgram, ids, counts, window=2, n_pairs=20_000, dim=8, batch_size=256, lr=0.05,
                subsample_t=0.0, n_negatives=3, seed=0)
     expect(isinstance(out, tuple) and len(out) == 3, f"train_skipgram returned {fmt(out, 80)}",
-           hint="return (w_in, w_out, losses): both embedding tables (V, D), detached, and the per-step losses")
+           hint="return (w_in, w_out, losses): both embedding tables (V, D), "
+                "detached, and the per-step losses")
     emb, w_out, losses = out
     expect(isinstance(emb, torch.Tensor) and tuple(emb.shape) == (12, 8),
            f"emb has shape {tuple(getattr(emb, 'shape', ()))}, expected (12, 8)",
@@ -361,11 +377,12 @@ def check_train_skipgram(train_skipgram: Callable) -> str:
     off = ~torch.eye(12, dtype=torch.bool)
     same_topic, across = float(sims[same & off].mean()), float(sims[~same].mean())
     expect(same_topic > across + 0.5,
-           f"same-topic words have mean cosine {same_topic:.2f}, different-topic {across:.2f} (expected a gap > 0.5)",
+           f"same-topic words have mean cosine {same_topic:.2f}, different-topic {across:.2f} (expected a "
+           "gap > 0.5)",
            hint="pairs come from skipgram_pairs on the subsampled ids; negatives from sample_negatives; "
                 "centre vectors from the input table, context and negatives from the output table")
-    return (f"in {n_steps} steps on a two-topic corpus the loss starts at (1 + K) log 2 and falls by more than 0.8; "
-            f"mean cosine within topics beats across topics by more than 0.5")
+    return (f"in {n_steps} steps on a two-topic corpus the loss starts at (1 + K) log 2 and falls by more "
+            f"than 0.8; mean cosine within topics beats across topics by more than 0.5")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -381,7 +398,8 @@ def _constructed_circle() -> torch.Tensor:
 
 @learner_check(todo=8, name="nearest_neighbours")
 def check_nearest_neighbours(nearest_neighbours: Callable) -> str:
-    """``nearest_neighbours(emb, query_ids, k)`` -> (scores, ids), both (Q, k), by cosine, the query excluded."""
+    """``nearest_neighbours(emb, query_ids, k)`` -> (scores, ids), both (Q, k), by cosine,
+    the query excluded."""
     emb = _constructed_circle()
     out = call(nearest_neighbours, emb, torch.tensor([0, 4]), 3)
     expect(isinstance(out, tuple) and len(out) == 2, f"nearest_neighbours returned {type(out).__name__}",
@@ -392,7 +410,8 @@ def check_nearest_neighbours(nearest_neighbours: Callable) -> str:
     if got_ids != expected:
         hint = "rank by cosine (cosine_matrix), highest first, after setting each query's own score to -inf"
         if isinstance(got_ids, list) and got_ids and got_ids[0] and got_ids[0][0] == 0:
-            hint = "the query word itself came first (cosine 1 with itself): exclude it before taking the top k"
+            hint = ("the query word itself came first (cosine 1 with itself): "
+                    "exclude it before taking the top k")
         elif got_ids == [[2, 3, 1], [3, 5, 2]] or (got_ids and got_ids[0][:1] == [2]):
             hint = "that ranks by the dot product, which favours long vectors: rank by cosine"
         expect_equal(got_ids, expected,
@@ -401,7 +420,8 @@ def check_nearest_neighbours(nearest_neighbours: Callable) -> str:
     exp_scores = torch.tensor([[math.cos(math.radians(d)) for d in (20, 50, 100)],
                                [math.cos(math.radians(d)) for d in (70, 80, 130)]])
     err = assert_close(scores, exp_scores, "scores of the 3 nearest neighbours of words 0 and 4",
-                       hint="the scores are the cosines of the neighbours, sorted from high to low", atol=1e-5, rtol=1e-4)
+                       hint="the scores are the cosines of the neighbours, sorted from high to low",
+                       atol=1e-5, rtol=1e-4)
     return (f"on 2-D vectors at known angles (lengths 0.5-10) the neighbours rank by angle, the query is "
             f"excluded, scores = cos(angle) ({within(err, 1e-5)})")
 
@@ -438,8 +458,8 @@ def check_analogy(analogy: Callable) -> str:
         named = [words[i] for i in got if isinstance(i, int) and 0 <= i < len(words)]
         hint = "target = unit(a) - unit(b) + unit(c); rank every word by cosine to it; exclude a, b and c"
         if got[0] in (king, man, woman):
-            hint = (f"it returned the input word {named[0]!r}: the target usually stays closest to a or c, so "
-                    "a, b and c must be excluded from the answers (Mikolov et al. 2013a, §4.1)")
+            hint = (f"it returned the input word {named[0]!r}: the target usually stays closest to a or c, "
+                    "so a, b and c must be excluded from the answers (Mikolov et al. 2013a, §4.1)")
         expect_equal(named, ["queen"], "analogy: king - man + woman on a constructed embedding", hint)
     top = call(analogy, emb, king, man, woman, 3)
     top = top.tolist() if isinstance(top, torch.Tensor) else top

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks.compare import CHECK_ATOL, diagnose, gen, randn
 
 __all__ = [
     "empty_cache",
@@ -35,13 +36,6 @@ __all__ = [
     "check_forward_cached",
     "check_generate",
 ]
-
-ATOL = 1e-5
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed))
-
 
 def empty_cache(n_layer: int, batch_size: int, n_kv_head: int, max_len: int, head_dim: int) -> dict[str, Any]:
     """A correct empty cache in the notebook's format (the checks use it so one TODO never blames another)."""
@@ -109,13 +103,15 @@ def check_new_kv_cache(new_kv_cache: Callable[..., dict[str, Any]]) -> str:
                          hint="use the dtype argument (default torch.float32)")
             expect(bool((buf == 0).all()), f"cache[{name!r}][{layer}] is not all zeros",
                    hint="torch.zeros, not torch.empty: an empty buffer holds whatever was in memory")
-    expect_equal(cache["length"], 0, "cache['length'] of a new cache", hint="nothing is written yet: length 0")
+    expect_equal(cache["length"], 0, "cache['length'] of a new cache",
+                 hint="nothing is written yet: length 0")
     pointers = [t.data_ptr() for t in cache["k"] + cache["v"]]
     expect(
         len(set(pointers)) == len(pointers),
         f"the {2 * n_layer} buffers are not {2 * n_layer} separate tensors (shared memory)",
         hint="[torch.zeros(shape)] * n_layer repeats ONE tensor, so every layer (or k and v) would overwrite "
-             "the same memory: build a new tensor per layer, e.g. [torch.zeros(shape) for _ in range(n_layer)]",
+             "the same memory: build a new tensor per layer, e.g. "
+             "[torch.zeros(shape) for _ in range(n_layer)]",
     )
     half = call(new_kv_cache, 1, 1, 1, 4, 2, dtype=torch.bfloat16)
     expect_equal(half["k"][0].dtype, torch.bfloat16, "dtype of a cache made with dtype=torch.bfloat16",
@@ -142,15 +138,17 @@ def check_kv_cache_update(kv_cache_update: Callable[..., tuple[torch.Tensor, tor
     pos, seed = 0, 100
     for t in chunks:
         for layer in range(n_layer):
-            k_new, v_new = _randn(B, nkv, t, hs, seed=seed), _randn(B, nkv, t, hs, seed=seed + 1)
+            k_new, v_new = randn(B, nkv, t, hs, seed=seed), randn(B, nkv, t, hs, seed=seed + 1)
             seed += 2
             ref_k[layer] = k_new if ref_k[layer] is None else torch.cat([ref_k[layer], k_new], dim=2)
             ref_v[layer] = v_new if ref_v[layer] is None else torch.cat([ref_v[layer], v_new], dim=2)
             result = call(kv_cache_update, cache, layer, k_new, v_new, pos)
             expect(
-                isinstance(result, tuple) and len(result) == 2 and all(isinstance(r, torch.Tensor) for r in result),
+                isinstance(result, tuple) and len(result) == 2
+                and all(isinstance(r, torch.Tensor) for r in result),
                 f"kv_cache_update must return (k, v), two tensors; got {fmt(result, 120)}",
-                hint="return the filled prefix of the layer's buffers: k_buf[:, :, :pos + t], v_buf[:, :, :pos + t]",
+                hint="return the filled prefix of the layer's buffers: k_buf[:, :, "
+                     ":pos + t], v_buf[:, :, :pos + t]",
             )
             k, v = result
             where = f"layer {layer}, writing {t} row(s) at pos={pos}"
@@ -158,10 +156,11 @@ def check_kv_cache_update(kv_cache_update: Callable[..., tuple[torch.Tensor, tor
                 hint = "return every key written so far, positions 0 .. pos + t - 1: k_buf[:, :, :pos + t]"
                 if k.size(2) == max_len:
                     hint = (f"you returned the whole max_len={max_len} buffer, unwritten zero rows included: "
-                            "attention would score those zero keys too; return only the filled prefix [:, :, :pos + t]")
+                            "attention would score those zero keys too; return only "
+                            "the filled prefix [:, :, :pos + t]")
                 elif k.size(2) == t:
-                    hint = ("you returned only the new rows: attention needs every cached key too, the prefix "
-                            "[:, :, :pos + t] of the buffer")
+                    hint = ("you returned only the new rows: attention needs every cached key too, the "
+                            "prefix [:, :, :pos + t] of the buffer")
                 raise CheckFailed(
                     f"shape of the returned keys ({where})\n   expected: {tuple(ref_k[layer].shape)}\n"
                     f"   got:      {tuple(k.shape)}\n   hint: {hint}"
@@ -169,11 +168,12 @@ def check_kv_cache_update(kv_cache_update: Callable[..., tuple[torch.Tensor, tor
             buf = cache["k"][layer]
             hint = "write the t new rows at positions pos .. pos + t - 1: buf[:, :, pos:pos + t] = k_new"
             if pos + t < max_len and torch.equal(buf[:, :, pos + 1:pos + t + 1], k_new):
-                hint = ("you wrote one position too far (off by one): the first new row belongs at index pos, "
-                        "the current length, not pos + 1")
+                hint = ("you wrote one position too far (off by one): the first new row belongs at index "
+                        "pos, the current length, not pos + 1")
             elif layer > 0 and torch.equal(cache["k"][0][:, :, pos:pos + t], k_new):
                 hint = "every layer has its own buffers: write into cache['k'][layer], not cache['k'][0]"
-            assert_close(k, ref_k[layer], f"keys after {where} vs a torch.cat cache", hint=hint, atol=0, rtol=0)
+            assert_close(k, ref_k[layer], f"keys after {where} vs a torch.cat cache", hint=hint, atol=0,
+                         rtol=0)
             assert_close(v, ref_v[layer], f"values after {where} vs a torch.cat cache",
                          hint="values go into cache['v'][layer] exactly as keys go into cache['k'][layer]",
                          atol=0, rtol=0)
@@ -186,7 +186,8 @@ def check_kv_cache_update(kv_cache_update: Callable[..., tuple[torch.Tensor, tor
         cache["length"] = pos  # what the forward pass does after its last layer
     for layer in range(n_layer):
         expect(
-            bool((cache["k"][layer][:, :, pos:] == 0).all()) and bool((cache["v"][layer][:, :, pos:] == 0).all()),
+            bool((cache["k"][layer][:, :, pos:] == 0).all())
+            and bool((cache["v"][layer][:, :, pos:] == 0).all()),
             f"layer {layer}: rows at positions >= {pos} were written, but only {pos} positions exist",
             hint="write exactly positions pos .. pos + t - 1 and nothing else",
         )
@@ -197,8 +198,8 @@ def check_kv_cache_update(kv_cache_update: Callable[..., tuple[torch.Tensor, tor
             hint="write in place into the preallocated buffer (slice assignment), do not replace it",
         )
     return (
-        f"{len(chunks)} writes (a prefill of 4, single steps, a chunk of 3) into {n_layer} layers give exactly "
-        f"the keys/values of a torch.cat cache, prefix-only reads of shape (B, nkv, pos + t, hs), "
+        f"{len(chunks)} writes (a prefill of 4, single steps, a chunk of 3) into {n_layer} layers give "
+        f"exactly the keys/values of a torch.cat cache, prefix-only reads of shape (B, nkv, pos + t, hs), "
         f"rows past the length untouched"
     )
 
@@ -213,27 +214,27 @@ def _attention_hint(got: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
     top_left = torch.ones(t, S, dtype=torch.bool).tril()
     candidates = [
         (F.scaled_dot_product_attention(q, kr, vr, attn_mask=top_left),
-         "your causal mask is aligned top-left (tril of a (t, S) matrix, or SDPA's is_causal with t != S): the "
-         "t queries are the LAST t positions, so query i sits at position S - t + i and sees keys j <= S - t + i"),
+         "your causal mask is aligned top-left (tril of a (t, S) matrix, or SDPA's is_causal with t != S): "
+         "the t queries are the LAST t positions, so query i sits at position S - t "
+         "+ i and sees keys j <= S - t + i"),
         (F.scaled_dot_product_attention(q, kr, vr),
          "no causal mask: with t > 1 new tokens, query i must not see the later new keys j > S - t + i"),
-        (F.scaled_dot_product_attention(q, kr, vr, attn_mask=torch.arange(S)[None] <= torch.arange(S - t, S)[:, None],
+        (F.scaled_dot_product_attention(q, kr, vr,
+                                        attn_mask=torch.arange(S)[None] <= torch.arange(S - t, S)[:, None],
                                         scale=1.0),
          "the scores are not scaled: divide q·k by sqrt(head_dim)"),
     ]
     if group > 1:
         tiled_k, tiled_v = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
         candidates.append((
-            F.scaled_dot_product_attention(q, tiled_k, tiled_v,
-                                           attn_mask=torch.arange(S)[None] <= torch.arange(S - t, S)[:, None]),
+            F.scaled_dot_product_attention(
+                q, tiled_k, tiled_v, attn_mask=torch.arange(S)[None] <= torch.arange(S - t, S)[:, None]
+            ),
             "query head h reads KV head h // (n_head / n_kv_head): use repeat_interleave(group, dim=1), "
             "not repeat (which tiles the KV heads in the wrong order)",
         ))
-    for candidate, hint in candidates:
-        if got.shape == candidate.shape and torch.allclose(got, candidate, atol=1e-4):
-            return hint
-    return (f"softmax(q kᵀ / sqrt({hs}) + mask) v with the mask j <= S - t + i, after repeating the KV heads "
-            "for grouped-query attention")
+    return diagnose(got, candidates, f"softmax(q kᵀ / sqrt({hs}) + mask) v with the mask j <= S - t + i, "
+                    "after repeating the KV heads for grouped-query attention")
 
 
 @learner_check(3, "cached_attention")
@@ -242,8 +243,8 @@ def check_cached_attention(cached_attention: Callable[..., torch.Tensor]) -> str
     worst = 0.0
     for nkv in (2, 4):  # grouped-query (two query heads per KV head) and plain multi-head
         group = nh // nkv
-        q_full = _randn(B, nh, S, hs, seed=10 + nkv)
-        k_full, v_full = _randn(B, nkv, S, hs, seed=20 + nkv), _randn(B, nkv, S, hs, seed=30 + nkv)
+        q_full = randn(B, nh, S, hs, seed=10 + nkv)
+        k_full, v_full = randn(B, nkv, S, hs, seed=20 + nkv), randn(B, nkv, S, hs, seed=30 + nkv)
         full = F.scaled_dot_product_attention(
             q_full, k_full.repeat_interleave(group, 1), v_full.repeat_interleave(group, 1), is_causal=True
         )  # (B, nh, S, hs): ordinary causal attention over the whole sequence
@@ -251,17 +252,18 @@ def check_cached_attention(cached_attention: Callable[..., torch.Tensor]) -> str
             name = {S: "prefill t=S", 1: "decode t=1", 3: "chunk t=3 after 4 cached"}[t]
             q = q_full[:, :, S - t:]  # (B, nh, t, hs): the newest t queries
             got = call(cached_attention, q, k_full, v_full)
-            expect(isinstance(got, torch.Tensor), f"cached_attention must return a tensor; got {fmt(got, 80)}")
+            expect(isinstance(got, torch.Tensor),
+                   f"cached_attention must return a tensor; got {fmt(got, 80)}")
             hint = _attention_hint(got, q, k_full, v_full) if got.shape == (B, nh, t, hs) else (
                 "the output has one row per query and per query head: (B, n_head, t, head_dim)")
             err = assert_close(
                 got, full[:, :, S - t:], f"{name}, n_kv_head={nkv}: vs full causal SDPA on all {S} positions",
-                hint=hint, atol=ATOL, rtol=ATOL,
+                hint=hint,
             )
             worst = max(worst, err)
     return (
         f"t = {S}, 1 and 3 new queries over {S} keys, 4 and 2 KV heads: equal to the last t rows of "
-        f"F.scaled_dot_product_attention(is_causal=True) on the whole sequence, {within(worst, ATOL)}"
+        f"F.scaled_dot_product_attention(is_causal=True) on the whole sequence, {within(worst, CHECK_ATOL)}"
     )
 
 
@@ -270,10 +272,10 @@ def check_cached_attention(cached_attention: Callable[..., torch.Tensor]) -> str
 
 @learner_check(4, "position_inputs")
 def check_position_inputs(position_inputs: Callable[..., tuple[torch.Tensor, Any]]) -> str:
-    from shared.model import rope_cos_sin
+    from shared.positions import rope_cos_sin
 
     B, t = 2, 3
-    idx = torch.randint(17, (B, t), generator=torch.Generator().manual_seed(40))
+    idx = torch.randint(17, (B, t), generator=gen(40))
     tried = []
     for pos_encoding in ("learned", "rope", "sinusoidal", "none"):
         model = _tiny_gpt(pos_encoding)
@@ -303,13 +305,14 @@ def check_position_inputs(position_inputs: Callable[..., tuple[torch.Tensor, Any
             where = f"pos_encoding={pos_encoding!r}, pos={pos}, t={t}"
             hint = "x = wte(idx) plus the position embedding of positions pos .. pos + t - 1"
             if pos > 0 and torch.allclose(x, restart):
-                hint = ("the positions restarted at 0: the new tokens come after the cached ones, so they sit at "
-                        "positions pos, pos + 1, ..., pos + t - 1 (torch.arange(pos, pos + t))")
+                hint = ("the positions restarted at 0: the new tokens come after the cached ones, so they "
+                        "sit at positions pos, pos + 1, ..., pos + t - 1 (torch.arange(pos, pos + t))")
             elif torch.allclose(x, shifted):
                 hint = "positions are off by one: the first new token is at position pos, not pos + 1"
             assert_close(x, expected, f"x ({where})", hint=hint)
             if pos_encoding != "rope":
-                expect(rope is None, f"rope must be None for pos_encoding={pos_encoding!r}; got {fmt(rope, 80)}",
+                expect(rope is None,
+                       f"rope must be None for pos_encoding={pos_encoding!r}; got {fmt(rope, 80)}",
                        hint="only RoPE models rotate q and k; return None otherwise")
                 continue
             expect(
@@ -319,15 +322,17 @@ def check_position_inputs(position_inputs: Callable[..., tuple[torch.Tensor, Any
             )
             cos, sin = rope_cos_sin(positions, c.head_dim, c.rope_base)
             hint = "cos, sin = rope_cos_sin(torch.arange(pos, pos + t), config.head_dim, config.rope_base)"
-            if pos > 0 and isinstance(rope[0], torch.Tensor) and rope[0].shape == cos.shape and torch.allclose(
+            same_shape = isinstance(rope[0], torch.Tensor) and rope[0].shape == cos.shape
+            if pos > 0 and same_shape and torch.allclose(
                 rope[0], rope_cos_sin(torch.arange(t), c.head_dim, c.rope_base)[0]
             ):
-                hint = ("the RoPE angles restarted at position 0: a new token at position pos must be rotated by "
-                        "pos·θ, so use torch.arange(pos, pos + t)")
+                hint = ("the RoPE angles restarted at position 0: a new token at position pos must be "
+                        "rotated by pos·θ, so use torch.arange(pos, pos + t)")
             assert_close(rope[0], cos, f"RoPE cos ({where})", hint=hint)
             assert_close(rope[1], sin, f"RoPE sin ({where})", hint=hint)
         tried.append(pos_encoding)
-    return f"token + position inputs at positions pos..pos+t-1 (pos = 0 and 5) for {', '.join(tried)} positions"
+    return (f"token + position inputs at positions pos..pos+t-1 (pos = 0 and 5) for {', '.join(tried)} "
+            "positions")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 5
@@ -337,7 +342,7 @@ def check_position_inputs(position_inputs: Callable[..., tuple[torch.Tensor, Any
 def check_forward_cached(forward_cached: Callable[..., torch.Tensor]) -> str:
     B, T = 2, 12
     chunks = [5, 1, 1, 3, 2]
-    idx = torch.randint(17, (B, T), generator=torch.Generator().manual_seed(50))
+    idx = torch.randint(17, (B, T), generator=gen(50))
     worst = 0.0
     for pos_encoding, nkv in (("learned", None), ("rope", 2)):
         model = _tiny_gpt(pos_encoding, n_kv_head=nkv)
@@ -361,10 +366,11 @@ def check_forward_cached(forward_cached: Callable[..., torch.Tensor]) -> str:
                      "(forgetting it makes the next token overwrite this one's cache rows)",
             )
             where = f"{pos_encoding} positions, n_kv_head={c.kv_heads}, chunk of {t} at pos={pos}"
-            hint = ("compare with the model's own forward: positions pos..pos+t-1, write k/v of every layer into "
-                    "the cache before attending, attend with cached_attention to the whole prefix")
+            hint = ("compare with the model's own forward: positions pos..pos+t-1, write k/v of every layer "
+                    "into the cache before attending, attend with cached_attention to the whole prefix")
             if pos == 0:
-                hint = "the prefill (no cache yet) must equal model(idx): check the block order (pre-LN) and lm_head"
+                hint = ("the prefill (no cache yet) must equal model(idx): check the "
+                        "block order (pre-LN) and lm_head")
             err = assert_close(logits, expected[:, pos:pos + t], f"logits ({where}) vs model(whole sequence)",
                                hint=hint)
             worst = max(worst, err)
@@ -382,7 +388,7 @@ def check_forward_cached(forward_cached: Callable[..., torch.Tensor]) -> str:
 def check_generate(generate: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     B, P, n = 2, 5, 12
     model = _tiny_gpt("learned", block_size=40, seed=3)
-    prompt = torch.randint(17, (B, P), generator=torch.Generator().manual_seed(60))
+    prompt = torch.randint(17, (B, P), generator=gen(60))
     with torch.no_grad():
         expected_tokens = model.generate(prompt, n, temperature=0.0)  # shared.model's own greedy decoding
         expected_logits = model(expected_tokens[:, :-1])[0][:, P - 1:]  # (B, n, V)
@@ -397,7 +403,8 @@ def check_generate(generate: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -
             expect(
                 isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, torch.Tensor) for o in out),
                 f"generate must return (tokens, logits); got {fmt(out, 120)}",
-                hint="tokens (B, T + max_new_tokens) and the logits of each step stacked: (B, max_new_tokens, V)",
+                hint="tokens (B, T + max_new_tokens) and the logits of each step stacked: (B, "
+                     "max_new_tokens, V)",
             )
             results[use_cache] = (out, sum(fed))
     finally:
@@ -416,20 +423,22 @@ def check_generate(generate: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -
         if len(first_bad):
             hint = f"first differing token at position {int(first_bad[0])}; " + hint
         expect_equal(tokens, expected_tokens, f"{mode} greedy tokens vs shared.model.GPT.generate", hint=hint)
-        worst = max(worst, assert_close(logits, expected_logits, f"{mode} logits of every step vs model(tokens)",
+        worst = max(worst, assert_close(logits, expected_logits,
+                                        f"{mode} logits of every step vs model(tokens)",
                                         hint="return the logits the token was chosen from, one row per step"))
         if use_cache:
             expect(
                 n_fed <= P + n,
-                f"the cached path fed {n_fed} token positions through the model for a {P}-token prompt and {n} "
+                f"the cached path fed {n_fed} token positions through the model for a {P}-token prompt and "
+                f"{n} "
                 f"new tokens; an incremental cache needs at most {P + n}",
-                hint="your cached path recomputes the whole sequence: prefill the prompt once, then feed only the "
-                     "newest token each step (forward_cached(model, idx[:, -1:], cache))",
+                hint="your cached path recomputes the whole sequence: prefill the prompt once, then feed "
+                     "only the newest token each step (forward_cached(model, idx[:, -1:], cache))",
             )
             cached_fed = n_fed
         else:
             uncached_fed = n_fed
     return (
-        f"{n} greedy tokens identical with and without the cache and to shared.model's generate, logits max abs "
-        f"err {worst:.1e}; tokens fed through the model: {cached_fed} cached vs {uncached_fed} uncached"
+        f"{n} greedy tokens identical with and without the cache and to shared.model's generate, logits max "
+        f"abs err {worst:.1e}; tokens fed through the model: {cached_fed} cached vs {uncached_fed} uncached"
     )

@@ -1,6 +1,8 @@
 """The learner-feedback API behind every check cell.
 
-A project's checks live in a uniquely named module (``shared.checks_01_byte_pair_smith``, ...) and are
+The package holds this API, one module per project named after it (``shared.checks.<project name>``,
+e.g. ``shared.checks.byte_pair_smith`` for ``01_byte_pair_smith``), and :mod:`shared.checks.compare`, the
+matching and diagnosis helpers that every project's checks share under one tolerance policy. A check is
 written with the :func:`learner_check` decorator. Each check is bound to one numbered TODO and has three
 outcomes, and only three:
 
@@ -10,17 +12,19 @@ outcomes, and only three:
 * not yet — :class:`TodoNotDone` (a ``NotImplementedError``) saying that TODO n is not done yet, when the
             learner's code still raises the starter's ``NotImplementedError("TODO n: ...")`` stub.
 
-Numerical comparisons go through :func:`torch.testing.assert_close` (see :func:`assert_close`).
+Numerical comparisons go through :func:`torch.testing.assert_close` (see :func:`assert_close`), whose
+default tolerance is the verdict tolerance of :mod:`shared.checks.compare`.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from shared.utils import TODO_NUMBER
 
 __all__ = [
     "CheckFailed",
@@ -34,7 +38,6 @@ __all__ = [
     "within",
 ]
 
-_TODO_IN_MESSAGE = re.compile(r"TODO (\d+)")
 
 
 class CheckFailed(AssertionError):
@@ -57,15 +60,16 @@ def fmt(value: Any, limit: int = 300) -> str:
 def within(err: float, tol: float, what: str = "max abs err") -> str:
     """A measured error as the tolerance it met: ``"max abs err ≤ 1e-05"``.
 
-    A check's ✅ line is compared verbatim in CI (cell tag ``nbval-check-output``), so it states only what is the
-    same on every CPU, thread count and torch version: the bound met, not the measured value, whose last
+    A check's ✅ line is compared verbatim in CI (cell tag ``nbval-check-output``), so it states only what is
+    the same on every CPU, thread count and torch version: the bound met, not the measured value, whose last
     digits move with the order of floating-point sums. (An error above ``tol`` that a relative tolerance
     still allowed is printed as measured.)
     """
     return f"{what} ≤ {tol:.0e}" if err <= tol else f"{what} {err:.1e}"
 
 
-def _failure(what: str, expected: Any = None, got: Any = None, hint: str | None = None, show: bool = True) -> CheckFailed:
+def _failure(what: str, expected: Any = None, got: Any = None, hint: str | None = None,
+             show: bool = True) -> CheckFailed:
     lines = [what]
     if show:
         lines += [f"   expected: {fmt(expected)}", f"   got:      {fmt(got)}"]
@@ -111,10 +115,12 @@ def assert_close(
         raise _failure(f"{what}: expected a torch.Tensor, got {type(got).__name__}", hint=hint, show=False)
     if got.shape != expected.shape:
         raise _failure(
-            f"{what}: wrong shape", tuple(expected.shape), tuple(got.shape), hint or "check which dimension you reduced over"
+            f"{what}: wrong shape", tuple(expected.shape), tuple(got.shape),
+            hint or "check which dimension you reduced over"
         )
     try:
-        torch.testing.assert_close(got.detach().cpu(), expected.detach().cpu(), atol=atol, rtol=rtol, check_dtype=False)
+        torch.testing.assert_close(got.detach().cpu(), expected.detach().cpu(), atol=atol, rtol=rtol,
+                                   check_dtype=False)
     except AssertionError as err:
         detail = str(err).strip().splitlines()
         summary = "; ".join(line.strip() for line in detail[:4])
@@ -156,7 +162,7 @@ def learner_check(todo: int, name: str) -> Callable[[Callable[..., str]], Callab
             except TodoNotDone:
                 raise
             except NotImplementedError as err:
-                m = _TODO_IN_MESSAGE.search(str(err))
+                m = TODO_NUMBER.search(str(err))
                 other = int(m.group(1)) if m else todo
                 if other == todo:
                     msg = (

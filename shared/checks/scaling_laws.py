@@ -76,7 +76,8 @@ def _tuple(result: Any, n: int, what: str, names: str) -> tuple:
 
 
 def reference_non_embedding_params(cfg: GPTConfig) -> int:
-    """N of Kaplan et al. 2020: every parameter of the model but the token/position embeddings and the head."""
+    """N of Kaplan et al. 2020: every parameter of the model but the token/position embeddings and the
+    head."""
     return GPT(cfg).num_params(non_embedding=True)
 
 
@@ -97,12 +98,14 @@ def check_non_embedding_params(non_embedding_params: Callable[[GPTConfig], int])
         if isinstance(got, float) and got.is_integer():
             got = int(got)
         if not isinstance(got, (int, np.integer)) or isinstance(got, bool):
-            raise _fail(f"non_embedding_params({kw}) must be an int", expected, got, "count parameters: an integer")
+            raise _fail(f"non_embedding_params({kw}) must be an int", expected, got,
+                        "count parameters: an integer")
         if got == expected:
             continue
         d, L, V, T, f = cfg.d_model, cfg.n_layer, cfg.vocab_size, cfg.block_size, cfg.ff_dim
         diagnoses = [
-            (expected + V * d + T * d, "you counted the token and position embeddings (V·d + T·d); Kaplan's N "
+            (expected + V * d + T * d,
+             "you counted the token and position embeddings (V·d + T·d); Kaplan's N "
              "excludes all vocabulary and positional embeddings"),
             (expected + V * d, "you counted the token embedding (V·d); Kaplan's N excludes it"),
             (expected + T * d, "you counted the position embedding (T·d); Kaplan's N excludes it"),
@@ -111,10 +114,12 @@ def check_non_embedding_params(non_embedding_params: Callable[[GPTConfig], int])
             (expected - d * (1 + int(cfg.bias)), "the final LayerNorm ln_f is missing"),
         ]
         if cfg.tie_embeddings is False:
-            diagnoses.append((expected + V * d, "an untied lm_head (V·d) is an output embedding: leave it out"))
+            diagnoses.append((expected + V * d,
+                              "an untied lm_head (V·d) is an output embedding: leave it out"))
         hint = next((h for value, h in diagnoses if got == value),
-                    f"per block: 2 LayerNorms, attention 4·d² (+4·d biases), MLP 2·d·d_ff (+d_ff + d biases); "
-                    f"plus ln_f. Biases only when cfg.bias (here {cfg.bias}); d_ff = cfg.ff_dim = {f}")
+                    "per block: 2 LayerNorms, attention 4·d² (+4·d biases), MLP 2·d·d_ff (+d_ff + d "
+                    f"biases); plus ln_f. Biases only when cfg.bias (here {cfg.bias}); d_ff = cfg.ff_dim = "
+                    f"{f}")
         raise _fail(f"non_embedding_params wrong for GPTConfig({kw})", expected, got, hint)
     return (f"matches GPT(cfg).num_params(non_embedding=True) on {len(_PARAM_CONFIGS)} configs "
             "(with/without biases, custom d_ff, untied head)")
@@ -152,8 +157,8 @@ def check_training_flops(training_flops: Callable[..., float]) -> str:
     if _rel(got, want) > 1e-9:
         attn = got - 6.0 * n * D
         ratio = attn / (12.0 * 2 * 32 * 32 * D)
-        hint = ("the attention term is 12·n_layer·context·d_model per token: q·kᵀ and the weighted sum of v are "
-                "2·T·d FLOPs each per layer forward, ×3 for forward + backward"
+        hint = ("the attention term is 12·n_layer·context·d_model per token: q·kᵀ and the weighted sum of v "
+                "are 2·T·d FLOPs each per layer forward, ×3 for forward + backward"
                 + (" (you have half of it: only one of the two products)" if abs(ratio - 0.5) < 1e-6 else "")
                 + (" (you left it out)" if abs(ratio) < 1e-12 else ""))
         raise _fail("training_flops(N, D, n_layer=2, context=32, d_model=32) vs "
@@ -166,7 +171,8 @@ def check_training_flops(training_flops: Callable[..., float]) -> str:
 
 
 def reference_power_law(x: Any, y: Any, offset: float = 0.0) -> tuple[float, float, float]:
-    """(a, alpha, r2) of y − offset ≈ a·x^(−alpha): numpy.polyfit of log(y − offset) on log x; R² of that log."""
+    """(a, alpha, r2) of y − offset ≈ a·x^(−alpha): numpy.polyfit of log(y − offset) on log x;
+    R² of that log."""
     u, v = np.log(np.asarray(x, dtype=float)), np.log(np.asarray(y, dtype=float) - offset)
     slope, intercept = np.polyfit(u, v, 1)
     resid = v - (intercept + slope * u)
@@ -183,7 +189,8 @@ def _power_law_cases() -> list[tuple[str, np.ndarray, np.ndarray, float]]:
         ("a noisy law y ≈ 4·x^-0.07 (1% multiplicative noise)", n, noisy, 0.0),
         ("measured-looking losses", np.array([1760, 3792, 6592, 14496, 25472, 56640.0]),
          np.array([2.53, 2.48, 2.43, 2.33, 2.23, 2.19]), 0.0),
-        ("y = 1.5 + 3·x^-0.2 with offset=1.5", n, 1.5 + 3.0 * n**-0.2 * np.exp(rng.normal(0, 0.01, n.size)), 1.5),
+        ("y = 1.5 + 3·x^-0.2 with offset=1.5", n, 1.5 + 3.0 * n**-0.2 * np.exp(rng.normal(0, 0.01, n.size)),
+         1.5),
     ]
 
 
@@ -202,9 +209,11 @@ def check_fit_power_law(fit_power_law: Callable[[Any, Any], tuple[float, float, 
                 hint = "alpha is MINUS the slope of log y on log x: y = a·x^(−alpha) falls when alpha > 0"
             else:
                 slope_lin = np.polyfit(x, y, 1)[0]
-                hint = ("fit a straight line to (log x, log y), not to (x, y) or (x, log y): a power law is a line "
-                        "only on log-log axes, and a linear-space fit is dominated by the largest values"
-                        + (" (your alpha matches a linear-space slope)" if abs(alpha + slope_lin) < 1e-6 else ""))
+                hint = ("fit a straight line to (log x, log y), not to (x, y) or (x, log y): a power law is "
+                        "a line only on log-log axes, and a linear-space fit is "
+                        "dominated by the largest values"
+                        + (" (your alpha matches a linear-space slope)" if abs(alpha + slope_lin) < 1e-6
+                           else ""))
             raise _fail(f"fit_power_law on {what}: alpha", ealpha, alpha, hint)
         if _rel(a, ea) > 1e-6:
             hint = ("a = exp(intercept) of the line log y = log a − alpha·log x"
@@ -213,9 +222,10 @@ def check_fit_power_law(fit_power_law: Callable[[Any, Any], tuple[float, float, 
             raise _fail(f"fit_power_law on {what}: a", ea, a, hint)
         if abs(r2 - er2) > 1e-6:
             raise _fail(f"fit_power_law on {what}: r2", er2, r2,
-                        "R² = 1 − Σ(v − v̂)² / Σ(v − v̄)² with v = log y: measure the fit where it was made, in log space")
-    return ("(a, alpha, R²) match numpy.polyfit of log y on log x on an exact law, a noisy law, measured-looking "
-            "losses and a law with an offset E")
+                        "R² = 1 − Σ(v − v̂)² / Σ(v − v̄)² with v = log y: measure the fit where it was "
+                        "made, in log space")
+    return ("(a, alpha, R²) match numpy.polyfit of log y on log x on an exact law, a noisy law, "
+            "measured-looking losses and a law with an offset E")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
@@ -235,7 +245,8 @@ def _isoflop_cases() -> list[tuple[str, float, np.ndarray, np.ndarray]]:
     exact = 2.0 + 0.05 * (np.log(n) - math.log(8e4)) ** 2
     rng = np.random.default_rng(4)
     lop = np.array([1760, 3792, 6592, 14496, 25472.0])
-    noisy = 2.6 + 0.08 * (np.log(lop) - math.log(5000)) ** 2 + rng.normal(0, 0.004, lop.size) + 0.01 * np.log(lop / 5000)
+    noisy = (2.6 + 0.08 * (np.log(lop) - math.log(5000)) ** 2 + rng.normal(0, 0.004, lop.size)
+             + 0.01 * np.log(lop / 5000))
     return [
         ("an exact parabola in ln N with its minimum at N = 80 000", 1e15, n, exact),
         ("a noisy, lopsided IsoFLOP curve", 3e10, lop, noisy),
@@ -254,8 +265,8 @@ def check_isoflop_optimum(isoflop_optimum: Callable[..., tuple[float, float, flo
             d_vertex = math.exp(-dp[1] / (2 * dp[0]))
             lin = np.polyfit(n, loss, 2)
             if _rel(n_opt, d_vertex) < 1e-6 or _rel(n_opt, ed) < 1e-6:
-                hint = ("that is D_opt, the optimum on the TOKENS axis; the IsoFLOP minimum is read on the N axis: "
-                        "fit the parabola in ln N, N* = exp(−b/2a), then D* = C / (6·N*)")
+                hint = ("that is D_opt, the optimum on the TOKENS axis; the IsoFLOP minimum is read on the "
+                        "N axis: fit the parabola in ln N, N* = exp(−b/2a), then D* = C / (6·N*)")
             elif _rel(n_opt, -lin[1] / (2 * lin[0])) < 1e-6:
                 hint = "fit the parabola in ln N, not in N: IsoFLOP curves are parabolas on a log-N axis"
             elif any(_rel(n_opt, float(v)) < 1e-9 for v in n):
@@ -280,8 +291,8 @@ def check_isoflop_optimum(isoflop_optimum: Callable[..., tuple[float, float, flo
     else:
         raise _fail("isoflop_optimum on a concave curve (a maximum, no minimum)", "ValueError", got,
                     "when the fitted a <= 0 the parabola has no minimum: raise ValueError naming a")
-    return ("N*, D* = C/(6N*) and the vertex loss match numpy.polyfit of a parabola in ln N on an exact and a noisy "
-            "curve; a concave curve raises ValueError")
+    return ("N*, D* = C/(6N*) and the vertex loss match numpy.polyfit of a parabola in ln N on an exact and "
+            "a noisy curve; a concave curve raises ValueError")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 5
@@ -305,7 +316,8 @@ def check_chinchilla_loss(chinchilla_loss: Callable[..., Any]) -> str:
             c = CHINCHILLA
             bugs = [
                 (c["E"] + c["A"] / n ** c["beta"] + c["B"] / d ** c["alpha"],
-                 "the exponents are swapped: α = 0.34 goes with N (the A term), β = 0.28 with D (the B term)"),
+                 "the exponents are swapped: α = 0.34 goes with N (the A "
+                 "term), β = 0.28 with D (the B term)"),
                 (c["E"] + c["B"] / n ** c["alpha"] + c["A"] / d ** c["beta"],
                  "A = 406.4 goes with N, B = 410.7 with D"),
                 (c["A"] / n ** c["alpha"] + c["B"] / d ** c["beta"], "add the irreducible loss E = 1.69"),
@@ -321,14 +333,19 @@ def check_chinchilla_loss(chinchilla_loss: Callable[..., Any]) -> str:
     try:
         got = call(chinchilla_loss, n, d)
     except CheckFailed as err:
-        raise _fail("chinchilla_loss on a (5, 1) × (1, 4) grid of numpy arrays", f"array of shape {want.shape}",
-                    str(err).splitlines()[0], "use elementwise numpy operations (**, /) so that arrays broadcast; "
+        raise _fail("chinchilla_loss on a (5, 1) × (1, 4) grid of numpy arrays",
+                    f"array of shape {want.shape}",
+                    str(err).splitlines()[0],
+                    "use elementwise numpy operations (**, /) so that arrays broadcast; "
                     "no math.pow or float()") from None
     if not isinstance(got, np.ndarray) or got.shape != want.shape or not np.allclose(got, want, rtol=1e-9):
-        raise _fail("chinchilla_loss on a (5, 1) × (1, 4) grid of numpy arrays", f"array of shape {want.shape}",
-                    got, "use elementwise numpy operations (**, /) so that arrays broadcast; no math.pow or float()")
+        raise _fail("chinchilla_loss on a (5, 1) × (1, 4) grid of numpy arrays",
+                    f"array of shape {want.shape}",
+                    got, "use elementwise numpy operations (**, /) so that arrays "
+                         "broadcast; no math.pow or float()")
     e = float(reference_chinchilla_loss(70e9, 1.4e12))
-    return f"matches E + A/N^α + B/D^β at 4 points (Chinchilla 70B on 1.4T tokens: L = {e:.4f}) and on a broadcast grid"
+    return (f"matches E + A/N^α + B/D^β at 4 points (Chinchilla 70B on 1.4T tokens: L = {e:.4f}) and on a "
+            "broadcast grid")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 6
@@ -361,7 +378,8 @@ def check_chinchilla_optimal(chinchilla_optimal: Callable[..., tuple[float, floa
         if _rel(n, en) > 1e-4 or _rel(d, ed) > 1e-4:
             bugs = [
                 (G * C**a_exp, "use C/6, not C: the budget is C = 6·N·D, so N·D = C/6"),
-                (G * (C / 6) ** b_exp, "the exponents are swapped: N* ∝ (C/6)^(β/(α+β)), D* ∝ (C/6)^(α/(α+β))"),
+                (G * (C / 6) ** b_exp,
+                 "the exponents are swapped: N* ∝ (C/6)^(β/(α+β)), D* ∝ (C/6)^(α/(α+β))"),
                 ((C / 6) ** a_exp / G, "G multiplies N* and divides D*: G = (αA / (βB))^(1/(α+β))"),
             ]
             hint = next((h for v, h in bugs if _rel(n, v) < 1e-6),

@@ -30,7 +30,9 @@ import torch
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check
-from shared.model import GPT, CausalSelfAttention, GPTConfig, KVCache
+from shared.checks.compare import diagnose, gen, randn
+from shared.kv_cache import KVCache
+from shared.model import GPT, CausalSelfAttention, GPTConfig
 
 __all__ = [
     "BYTES_PER_ELEMENT",
@@ -46,29 +48,9 @@ __all__ = [
     "check_kv_cache_bytes",
 ]
 
-ATOL = 1e-5
 BYTES_PER_ELEMENT = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 TORCH_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.int8}
 GIB = 2**30
-
-
-def _randn(*shape: int, seed: int, scale: float = 1.0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
-def _matches(got: object, candidate: torch.Tensor) -> bool:
-    return (
-        isinstance(got, torch.Tensor)
-        and got.shape == candidate.shape
-        and bool(torch.allclose(got.detach().float(), candidate.float(), atol=1e-4))
-    )
-
-
-def _diagnose(got: object, candidates: list[tuple[torch.Tensor, str]], default: str) -> str:
-    for candidate, hint in candidates:
-        if _matches(got, candidate):
-            return hint
-    return default
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -93,8 +75,10 @@ def reference_gqa(
     hs = C // n_head
     q, k, v = F.linear(x, w_qkv, b_qkv).split([n_head * hs, n_kv_head * hs, n_kv_head * hs], dim=-1)
     q = q.view(B, T, n_head, hs).transpose(1, 2)  # (B, nh, T, hs)
-    k = k.view(B, T, n_kv_head, hs).transpose(1, 2).repeat_interleave(n_head // n_kv_head, dim=1)  # (B, nh, T, hs)
-    v = v.view(B, T, n_kv_head, hs).transpose(1, 2).repeat_interleave(n_head // n_kv_head, dim=1)  # (B, nh, T, hs)
+    # (B, nh, T, hs)
+    k = k.view(B, T, n_kv_head, hs).transpose(1, 2).repeat_interleave(n_head // n_kv_head, dim=1)
+    # (B, nh, T, hs)
+    v = v.view(B, T, n_kv_head, hs).transpose(1, 2).repeat_interleave(n_head // n_kv_head, dim=1)
     y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
     return F.linear(y.transpose(1, 2).reshape(B, T, C), w_o, b_o)  # (B, T, C)
 
@@ -120,7 +104,8 @@ def _pool(rows: torch.Tensor, n_kv_head: int, hs: int, how: str = "mean") -> tor
 def reference_mean_pool_kv(
     w_qkv: torch.Tensor, b_qkv: torch.Tensor | None, n_head: int, n_kv_head: int, how: str = "mean"
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """MHA ``c_attn`` (3·nh·hs, C) -> GQA ``c_attn`` ((nh + 2·nkv)·hs, C): q kept, k and v mean-pooled per group."""
+    """MHA ``c_attn`` (3·nh·hs, C) -> GQA ``c_attn`` ((nh + 2·nkv)·hs, C):
+    q kept, k and v mean-pooled per group."""
     hs = w_qkv.shape[0] // (3 * n_head)
 
     def convert(t: torch.Tensor) -> torch.Tensor:
@@ -130,19 +115,21 @@ def reference_mean_pool_kv(
     return convert(w_qkv), None if b_qkv is None else convert(b_qkv)
 
 
-def reference_kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1, dtype: str = "bf16") -> int:
+def reference_kv_cache_bytes(config: GPTConfig, seq_len: int, batch_size: int = 1,
+                             dtype: str = "bf16") -> int:
     """2 (K and V) · n_layer · kv_heads · head_dim · seq_len · batch_size · bytes per element."""
     return (
-        2 * config.n_layer * config.kv_heads * config.head_dim * seq_len * batch_size * BYTES_PER_ELEMENT[dtype]
+        2 * config.n_layer * config.kv_heads * config.head_dim * seq_len * batch_size
+        * BYTES_PER_ELEMENT[dtype]
     )
 
 
 # ----------------------------------------------------------------------------------------------- TODO 1
 
 WRONG_ORDER = (
-    "the heads are repeated in the wrong order: this is .repeat (tiling: kv0, kv1, kv0, kv1, ...). Query head "
-    "h must read KV head h // n_rep, i.e. each KV head repeated n_rep times in a row (kv0, kv0, kv1, kv1, ...), "
-    "which is torch.repeat_interleave(n_rep, dim=1) and what shared.model does"
+    "the heads are repeated in the wrong order: this is .repeat (tiling: kv0, kv1, kv0, kv1, ...). Query "
+    "head h must read KV head h // n_rep, i.e. each KV head repeated n_rep times in a row (kv0, kv0, kv1, "
+    "kv1, ...), which is torch.repeat_interleave(n_rep, dim=1) and what shared.model does"
 )
 
 
@@ -153,25 +140,28 @@ def check_repeat_kv(repeat_kv: Callable[[torch.Tensor, int], torch.Tensor]) -> s
     for n_rep in (2, 4, 1):
         got = call(repeat_kv, kv, n_rep)
         expected = reference_repeat_kv(kv, n_rep)
-        hint = _diagnose(
+        hint = diagnose(
             got,
             [
                 (kv.repeat(1, n_rep, 1, 1), WRONG_ORDER),
-                (kv.repeat_interleave(n_rep, dim=2), "you repeated along the time axis (dim 2); repeat the heads, dim 1"),
+                (kv.repeat_interleave(n_rep, dim=2),
+                 "you repeated along the time axis (dim 2); repeat the heads, dim 1"),
             ],
             "out[:, j] must equal kv[:, j // n_rep]: kv.repeat_interleave(n_rep, dim=1), or "
             "kv[:, :, None].expand(B, nkv, n_rep, S, hs).reshape(B, nkv * n_rep, S, hs)",
         )
-        if n_rep > 1 and isinstance(got, torch.Tensor) and got.shape == expected.shape and not torch.equal(got, expected):
+        same_shape = isinstance(got, torch.Tensor) and got.shape == expected.shape
+        if n_rep > 1 and same_shape and not torch.equal(got, expected):
             raise CheckFailed(
                 f"repeat_kv(kv, {n_rep}) for kv (2, 3, 4, 5): wrong head order\n"
-                f"   expected head order (KV head of each query head): {[j // n_rep for j in range(nkv * n_rep)]}\n"
+                "   expected head order (KV head of each query head): "
+                f"{[j // n_rep for j in range(nkv * n_rep)]}\n"
                 f"   hint: {hint}"
             )
         assert_close(got, expected, f"repeat_kv(kv, {n_rep}) for kv (2, 3, 4, 5)", hint=hint, atol=0, rtol=0)
     return (
-        "(B, nkv, S, hs) = (2, 3, 4, 5) -> (2, 3·n_rep, 4, 5) for n_rep = 2, 4, 1; query head j reads KV head "
-        "j // n_rep, exactly torch.repeat_interleave(n_rep, dim=1)"
+        "(B, nkv, S, hs) = (2, 3, 4, 5) -> (2, 3·n_rep, 4, 5) for n_rep = 2, 4, 1; query head j reads KV "
+        "head j // n_rep, exactly torch.repeat_interleave(n_rep, dim=1)"
     )
 
 
@@ -182,15 +172,16 @@ def _gqa_weights(C: int, n_head: int, n_kv_head: int, seed: int) -> tuple[torch.
     hs = C // n_head
     rows = (n_head + 2 * n_kv_head) * hs
     return (
-        _randn(rows, C, seed=seed, scale=0.3),
-        _randn(rows, seed=seed + 1, scale=0.1),
-        _randn(C, C, seed=seed + 2, scale=0.3),
-        _randn(C, seed=seed + 3, scale=0.1),
+        randn(rows, C, seed=seed, scale=0.3),
+        randn(rows, seed=seed + 1, scale=0.1),
+        randn(C, C, seed=seed + 2, scale=0.3),
+        randn(C, seed=seed + 3, scale=0.1),
     )
 
 
 def _gqa_bug_candidates(
-    x: torch.Tensor, w_qkv: torch.Tensor, b_qkv: torch.Tensor, w_o: torch.Tensor, b_o: torch.Tensor, nh: int, nkv: int
+    x: torch.Tensor, w_qkv: torch.Tensor, b_qkv: torch.Tensor, w_o: torch.Tensor, b_o: torch.Tensor, nh: int,
+    nkv: int
 ) -> list[tuple[torch.Tensor, str]]:
     B, T, C = x.shape
     hs = C // nh
@@ -205,7 +196,8 @@ def _gqa_bug_candidates(
 
     k_rep, v_rep = k.repeat_interleave(r, dim=1), v.repeat_interleave(r, dim=1)
     out = [
-        (finish(F.scaled_dot_product_attention(q, k.repeat(1, r, 1, 1), v.repeat(1, r, 1, 1), is_causal=True)),
+        (finish(F.scaled_dot_product_attention(q, k.repeat(1, r, 1, 1), v.repeat(1, r, 1, 1),
+                                               is_causal=True)),
          WRONG_ORDER),
         (finish(F.scaled_dot_product_attention(q, k_rep, v_rep)),
          "no causal mask: query i must not see keys j > i (is_causal=True, or a lower-triangular mask)"),
@@ -220,20 +212,20 @@ def _gqa_bug_candidates(
 @learner_check(2, "grouped_query_attention")
 def check_grouped_query_attention(gqa: Callable[..., torch.Tensor]) -> str:
     B, T, C, nh = 2, 5, 24, 6
-    x = _randn(B, T, C, seed=40)
+    x = randn(B, T, C, seed=40)
     worst_ref = worst_model = 0.0
     for nkv in (3, 2, 1, 6):
         w_qkv, b_qkv, w_o, b_o = _gqa_weights(C, nh, nkv, seed=41 + nkv)
         got = call(gqa, x, w_qkv, b_qkv, w_o, b_o, nh, nkv)
         expected = reference_gqa(x, w_qkv, b_qkv, w_o, b_o, nh, nkv)
-        hint = _diagnose(
+        hint = diagnose(
             got, _gqa_bug_candidates(x, w_qkv, b_qkv, w_o, b_o, nh, nkv),
-            "split F.linear(x, w_qkv, b_qkv) into [nh·hs, nkv·hs, nkv·hs]; heads; repeat_kv(k and v, nh // nkv); "
-            "causal attention scaled by 1/sqrt(hs); merge heads; F.linear(..., w_o, b_o)",
+            "split F.linear(x, w_qkv, b_qkv) into [nh·hs, nkv·hs, nkv·hs]; heads; repeat_kv(k and v, nh // "
+            "nkv); causal attention scaled by 1/sqrt(hs); merge heads; F.linear(..., w_o, b_o)",
         )
         what = "n_kv_head = n_head (plain MHA)" if nkv == nh else f"n_kv_head={nkv}"
         worst_ref = max(worst_ref, assert_close(
-            got, expected, f"vs SDPA on explicitly repeated heads, n_head={nh}, {what}", hint=hint, atol=ATOL, rtol=ATOL))
+            got, expected, f"vs SDPA on explicitly repeated heads, n_head={nh}, {what}", hint=hint))
         layer = CausalSelfAttention(GPTConfig(d_model=C, n_head=nh, n_kv_head=nkv, block_size=T))
         with torch.no_grad():
             layer.c_attn.weight.copy_(w_qkv)
@@ -241,22 +233,21 @@ def check_grouped_query_attention(gqa: Callable[..., torch.Tensor]) -> str:
             layer.c_proj.weight.copy_(w_o)
             layer.c_proj.bias.copy_(b_o)
             model_y = layer(x, is_causal=True)  # (B, T, C)
-        worst_model = max(worst_model, assert_close(
-            got, model_y, f"vs shared.model.CausalSelfAttention with n_kv_head={nkv} and the same weights",
-            hint=hint, atol=ATOL, rtol=ATOL))
+        against = f"vs shared.model.CausalSelfAttention with n_kv_head={nkv} and the same weights"
+        worst_model = max(worst_model, assert_close(got, model_y, against, hint=hint))
     return (
-        f"n_head=6, n_kv_head = 3, 2, 1 and 6 (= MHA): matches F.scaled_dot_product_attention on explicitly repeated "
-        f"heads (max abs err {worst_ref:.1e}) and shared.model.CausalSelfAttention with n_kv_head and the same "
-        f"weights ({worst_model:.1e})"
+        "n_head=6, n_kv_head = 3, 2, 1 and 6 (= MHA): matches F.scaled_dot_product_attention on explicitly "
+        f"repeated heads (max abs err {worst_ref:.1e}) and shared.model.CausalSelfAttention with n_kv_head "
+        f"and the same weights ({worst_model:.1e})"
     )
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
 
 POOL_HINTS = {
-    "strided": "you pooled ACROSS groups: heads g, g + nkv, g + 2·nkv, ... (a view of (r, nkv, hs, C)). Group g is "
-               "the r CONSECUTIVE heads g·r ... g·r + r − 1, the ones that repeat_interleave gives back to its query "
-               "heads: view the k rows as (nkv, r, hs, C) and average over dim 1",
+    "strided": "you pooled ACROSS groups: heads g, g + nkv, g + 2·nkv, ... (a view of (r, nkv, hs, C)). "
+               "Group g is the r CONSECUTIVE heads g·r ... g·r + r − 1, the ones that repeat_interleave "
+               "gives back to its query heads: view the k rows as (nkv, r, hs, C) and average over dim 1",
     "first": "you kept the first head of each group; the conversion mean-pools all r heads of the group "
              "(Ainslie et al. 2023, §2.1)",
     "sum": "you summed the heads of each group; take the mean (divide by r = n_head // n_kv_head)",
@@ -268,8 +259,8 @@ POOL_HINTS = {
 @learner_check(3, "mean_pool_kv")
 def check_mean_pool_kv(mean_pool_kv: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]) -> str:
     nh, hs, C = 6, 3, 5
-    w = _randn(3 * nh * hs, C, seed=50)  # (3·nh·hs, C) rows [q | k | v]
-    b = _randn(3 * nh * hs, seed=51)  # (3·nh·hs,)
+    w = randn(3 * nh * hs, C, seed=50)  # (3·nh·hs, C) rows [q | k | v]
+    b = randn(3 * nh * hs, seed=51)  # (3·nh·hs,)
     for nkv in (6, 3, 2, 1):
         result = call(mean_pool_kv, w, b, nh, nkv)
         expect(
@@ -279,10 +270,11 @@ def check_mean_pool_kv(mean_pool_kv: Callable[..., tuple[torch.Tensor, torch.Ten
         )
         w_new, b_new = result
         w_ref, b_ref = reference_mean_pool_kv(w, b, nh, nkv)
-        hint = _diagnose(
+        hint = diagnose(
             w_new,
             [(reference_mean_pool_kv(w, b, nh, nkv, how)[0], POOL_HINTS[how]) for how in POOL_HINTS],
-            "keep the q rows; view the k rows (and the v rows) as (nkv, r, hs, C) and average over the r heads (dim 1)",
+            "keep the q rows; view the k rows (and the v rows) as (nkv, r, hs, C) and "
+            "average over the r heads (dim 1)",
         )
         if nkv == nh:
             expect(
@@ -293,7 +285,8 @@ def check_mean_pool_kv(mean_pool_kv: Callable[..., tuple[torch.Tensor, torch.Ten
         assert_close(w_new, w_ref, f"weights, n_head={nh} -> n_kv_head={nkv} (shape ((nh + 2·nkv)·hs, C))",
                      hint=hint, atol=1e-6, rtol=1e-6)
         assert_close(b_new, b_ref, f"bias, n_head={nh} -> n_kv_head={nkv}",
-                     hint="pool the bias exactly like the weight rows (q part kept, k and v parts averaged per group)",
+                     hint="pool the bias exactly like the weight rows (q part kept, k "
+                          "and v parts averaged per group)",
                      atol=1e-6, rtol=1e-6)
     result = call(mean_pool_kv, w, None, nh, 2)
     expect(
@@ -302,8 +295,8 @@ def check_mean_pool_kv(mean_pool_kv: Callable[..., tuple[torch.Tensor, torch.Ten
         hint="return (w_new, None) when b_qkv is None",
     )
     return (
-        "n_head=6 -> n_kv_head = 6 (identity, bit for bit), 3, 2, 1: q rows kept, each group's k and v rows equal "
-        "the mean of its consecutive heads, bias pooled the same way, None bias stays None"
+        "n_head=6 -> n_kv_head = 6 (identity, bit for bit), 3, 2, 1: q rows kept, each group's k and v rows "
+        "equal the mean of its consecutive heads, bias pooled the same way, None bias stays None"
     )
 
 
@@ -314,7 +307,7 @@ def _perturbed_gpt(config: GPTConfig, seed: int) -> GPT:
     """A GPT with every parameter random (biases too, so that a forgotten bias shows)."""
     torch.manual_seed(seed)
     model = GPT(config)
-    g = torch.Generator().manual_seed(seed)
+    g = gen(seed)
     with torch.no_grad():
         for p in model.parameters():
             p.add_(torch.randn(p.shape, generator=g) * 0.05)
@@ -326,13 +319,15 @@ def check_convert_to_gqa(convert_to_gqa: Callable[[GPT, int], GPT]) -> str:
     config = GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=4, d_model=16)
     model = _perturbed_gpt(config, seed=60)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    idx = torch.randint(17, (2, 8), generator=torch.Generator().manual_seed(61))
+    idx = torch.randint(17, (2, 8), generator=gen(61))
     with torch.no_grad():
         logits_mha = model(idx)[0]
     for nkv in (2, 1, 4):
         new = call(convert_to_gqa, model, nkv)
-        expect(isinstance(new, GPT), f"convert_to_gqa must return a new shared.model.GPT, got {type(new).__name__}",
-               hint="build GPT(dataclasses.replace(model.config, n_kv_head=n_kv_head)) and load the converted weights")
+        expect(isinstance(new, GPT),
+               f"convert_to_gqa must return a new shared.model.GPT, got {type(new).__name__}",
+               hint="build GPT(dataclasses.replace(model.config, n_kv_head=n_kv_head)) and load the "
+                    "converted weights")
         expect(new is not model, "convert_to_gqa returned the model it was given; build a new GPT",
                hint="GPT(dataclasses.replace(model.config, n_kv_head=n_kv_head))")
         expect_equal(new.config, dataclasses.replace(config, n_kv_head=nkv),
@@ -340,18 +335,23 @@ def check_convert_to_gqa(convert_to_gqa: Callable[[GPT, int], GPT]) -> str:
                      hint="only n_kv_head changes: dataclasses.replace(model.config, n_kv_head=n_kv_head)")
         for key, value in model.state_dict().items():
             expect(torch.equal(value, before[key]), f"the original model changed: {key}",
-                   hint="do not modify the model you convert; pool copies of its weights (state_dict values .clone())")
+                   hint="do not modify the model you convert; pool copies of its "
+                        "weights (state_dict values .clone())")
         state = new.state_dict()
         for key, value in before.items():
             if ".attn.c_attn." in key:
                 continue
             expect(torch.equal(state[key], value), f"{key} differs from the original model's",
-                   hint="only the attention's c_attn weight and bias change; copy every other tensor as it is")
+                   hint="only the attention's c_attn weight and bias change; "
+                        "copy every other tensor as it is")
         for layer in range(config.n_layer):
             prefix = f"transformer.h.{layer}.attn.c_attn"
-            w_ref, b_ref = reference_mean_pool_kv(before[prefix + ".weight"], before[prefix + ".bias"], 4, nkv)
-            hint = (f"layer {layer} was not converted: loop over every block, model.transformer.h[i], and pool its "
-                    "c_attn with your mean_pool_kv" if state[prefix + ".weight"].shape == w_ref.shape and layer > 0
+            w_ref, b_ref = reference_mean_pool_kv(
+                before[prefix + ".weight"], before[prefix + ".bias"], 4, nkv
+            )
+            skipped = state[prefix + ".weight"].shape == w_ref.shape and layer > 0
+            hint = (f"layer {layer} was not converted: loop over every block, model.transformer.h[i], and "
+                    "pool its c_attn with your mean_pool_kv" if skipped
                     else "pool c_attn's weight and bias with your mean_pool_kv (TODO 3)")
             assert_close(state[prefix + ".weight"], w_ref, f"{prefix}.weight (n_kv_head={nkv})", hint=hint,
                          atol=1e-6, rtol=1e-6)
@@ -359,13 +359,14 @@ def check_convert_to_gqa(convert_to_gqa: Callable[[GPT, int], GPT]) -> str:
                          hint="convert the bias too (mean_pool_kv returns both)", atol=1e-6, rtol=1e-6)
         with torch.no_grad():
             logits = new.eval()(idx)[0]  # (B, T, V)
-        expect(bool(torch.isfinite(logits).all()), f"the converted model (n_kv_head={nkv}) gives non-finite logits")
+        expect(bool(torch.isfinite(logits).all()),
+               f"the converted model (n_kv_head={nkv}) gives non-finite logits")
     expect(torch.equal(logits, logits_mha), "converting to n_kv_head = n_head must not change a single logit",
            hint="with one head per group the pooled weights are the original ones")
     return (
-        "2-layer, 4-head GPT -> n_kv_head = 2, 1, 4: a new GPT with only n_kv_head changed, every c_attn pooled as "
-        "the reference, every other tensor copied, the original untouched; the n_kv_head = 4 conversion gives "
-        "identical logits"
+        "2-layer, 4-head GPT -> n_kv_head = 2, 1, 4: a new GPT with only n_kv_head changed, every c_attn "
+        "pooled as the reference, every other tensor copied, the original untouched; the n_kv_head = 4 "
+        "conversion gives identical logits"
     )
 
 
@@ -380,7 +381,8 @@ def _expect_value_error(fn: Callable[..., int], args: tuple, kwargs: dict, name:
     except NotImplementedError:
         raise
     except ValueError as err:
-        expect(name in str(err), f"kv_cache_bytes({shown}) raised ValueError({str(err)!r}) that does not name "
+        expect(name in str(err),
+               f"kv_cache_bytes({shown}) raised ValueError({str(err)!r}) that does not name "
                f"the bad argument {name!r}", hint=f"say which argument is wrong and what is allowed: "
                f"ValueError(f\"{name}={{{name}!r}} must be ...\")")
         return
@@ -411,10 +413,12 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int]) -> str:
         per_head = config.n_layer * config.head_dim * T * B * n_bytes
         candidates = [
             (measured // 2, "you forgot the factor 2: the cache holds keys AND values"),
-            (2 * per_head * config.n_head, "you used n_head; the cache stores only the KV heads: config.kv_heads "
-                                           "(n_kv_head, or n_head when it is None)"),
-            (measured // n_bytes, f"that is the number of elements; multiply by the bytes per element ({dtype}: "
-                                  f"{n_bytes})"),
+            (2 * per_head * config.n_head,
+             "you used n_head; the cache stores only the KV heads: config.kv_heads "
+             "(n_kv_head, or n_head when it is None)"),
+            (measured // n_bytes,
+             f"that is the number of elements; multiply by the bytes per element ({dtype}: "
+             f"{n_bytes})"),
             (measured // B, "the batch size is missing: every sequence in the batch has its own cache"),
             (measured // config.n_layer, "n_layer is missing: every layer keeps its own K and V"),
         ]
@@ -428,8 +432,10 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int]) -> str:
                hint="the product of ints is an int; do not divide (/) or wrap it in a tensor")
     llama2_7b = GPTConfig(vocab_size=32000, block_size=4096, n_layer=32, n_head=32, d_model=4096)
     got = call(kv_cache_bytes, llama2_7b, 4096, 1, "fp16")
-    expect_equal(got, 2 * GIB, "Llama-2-7B (32 layers, 32 KV heads of size 128), 4096 tokens, fp16", hint="2 GiB")
-    llama2_70b = GPTConfig(vocab_size=32000, block_size=4096, n_layer=80, n_head=64, n_kv_head=8, d_model=8192)
+    expect_equal(got, 2 * GIB, "Llama-2-7B (32 layers, 32 KV heads of size 128), 4096 tokens, fp16",
+                 hint="2 GiB")
+    llama2_70b = GPTConfig(vocab_size=32000, block_size=4096, n_layer=80, n_head=64, n_kv_head=8,
+                           d_model=8192)
     got = call(kv_cache_bytes, llama2_70b, 4096, 1, "fp16")
     expect_equal(got, 5 * GIB // 4, "Llama-2-70B (80 layers, 8 KV heads of size 128), 4096 tokens, fp16",
                  hint="1.25 GiB: the 64 query heads share 8 KV heads, so only 8 are stored")
@@ -445,6 +451,6 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int]) -> str:
         _expect_value_error(kv_cache_bytes, args, kwargs, name)
     return (
         "equals the bytes of real KVCache tensors for MHA, GQA and MQA configs in fp32, bf16, fp16 and int8; "
-        "Llama-2-7B at 4096 tokens in fp16 = 2 GiB, Llama-2-70B = 1.25 GiB; bad seq_len, batch_size, dtype and "
-        "config raise ValueError naming the argument"
+        "Llama-2-7B at 4096 tokens in fp16 = 2 GiB, Llama-2-70B = 1.25 GiB; bad seq_len, batch_size, dtype "
+        "and config raise ValueError naming the argument"
     )

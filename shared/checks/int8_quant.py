@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from shared.checks import assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks.compare import diagnose, expect_tensors, gen, randn
 
 __all__ = [
     "reference_absmax",
@@ -33,14 +34,6 @@ __all__ = [
 ]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=_gen(seed))
-
-
 def _quiet(fn: Callable, *args: object) -> torch.Tensor:
     """Call a torch.quantize_per_* function without its deprecation warning (it is only our reference)."""
     with warnings.catch_warnings():
@@ -48,7 +41,8 @@ def _quiet(fn: Callable, *args: object) -> torch.Tensor:
         return fn(*args).int_repr()
 
 
-def reference_absmax(x: torch.Tensor, dim: int | None = None, bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_absmax(x: torch.Tensor, dim: int | None = None,
+                     bits: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric absmax quantization via torch.quantize_per_tensor / quantize_per_channel (zero-point 0)."""
     q_max = 2 ** (bits - 1) - 1
     if dim is None:
@@ -60,7 +54,8 @@ def reference_absmax(x: torch.Tensor, dim: int | None = None, bits: int = 8) -> 
     if axis is None:  # not a matrix: plain formula
         return torch.round(x / scale).clamp(-q_max, q_max).to(torch.int8), scale
     flat = scale.flatten().double()
-    q = _quiet(torch.quantize_per_channel, x.float(), flat, torch.zeros_like(flat, dtype=torch.long), axis, torch.qint8)
+    q = _quiet(torch.quantize_per_channel, x.float(), flat, torch.zeros_like(flat, dtype=torch.long), axis,
+               torch.qint8)
     return q.clamp(-q_max, q_max), scale
 
 
@@ -78,12 +73,15 @@ def reference_zeropoint(
         q = _quiet(torch.quantize_per_tensor, x.float(), float(scale), int(zp), torch.qint8)
     else:
         axis = (1 - dim) % 2
-        q = _quiet(torch.quantize_per_channel, x.float(), scale.flatten().double(), zp.flatten().long(), axis, torch.qint8)
+        q = _quiet(torch.quantize_per_channel, x.float(), scale.flatten().double(), zp.flatten().long(), axis,
+                   torch.qint8)
     return q.clamp(q_min, q_max), scale, zp.to(torch.int32)
 
 
-def reference_llm_int8_matmul(x: torch.Tensor, w: torch.Tensor, threshold: float | None = 6.0) -> torch.Tensor:
-    """LLM.int8() (Dettmers et al. 2022, §3.1-3.2): outlier feature columns in fp32, the rest vector-wise int8."""
+def reference_llm_int8_matmul(x: torch.Tensor, w: torch.Tensor,
+                              threshold: float | None = 6.0) -> torch.Tensor:
+    """LLM.int8() (Dettmers et al. 2022, §3.1-3.2):
+    outlier feature columns in fp32, the rest vector-wise int8."""
     K = x.shape[1]
     outlier = torch.zeros(K, dtype=torch.bool) if threshold is None else (x.abs() >= threshold).any(dim=0)
     xq, sx = reference_absmax(x[:, ~outlier], dim=1)  # (T, K'), (T, 1)
@@ -93,19 +91,8 @@ def reference_llm_int8_matmul(x: torch.Tensor, w: torch.Tensor, threshold: float
 
 
 def _as_tuple(result: object, n: int, what: str, names: str) -> tuple:
-    expect(
-        isinstance(result, tuple) and len(result) == n and all(isinstance(t, torch.Tensor) for t in result),
-        f"{what} must return a tuple {names} of {n} tensors; got {fmt(result, 120)}",
-        hint=f"end with `return {names.strip('()')}`",
-    )
-    return result  # type: ignore[return-value]
-
-
-def _diagnose(got: torch.Tensor, candidates: list[tuple[torch.Tensor, str]], default: str) -> str:
-    for candidate, hint in candidates:
-        if got.shape == candidate.shape and torch.equal(got.to(torch.float64), candidate.to(torch.float64)):
-            return hint
-    return default
+    message = f"{what} must return a tuple {names} of {n} tensors; got {fmt(result, 120)}"
+    return expect_tensors(result, n, message, f"end with `return {names.strip('()')}`")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 1
@@ -124,11 +111,13 @@ def _absmax_bugs(x: torch.Tensor, dim: int | None, bits: int) -> list[tuple[torc
         return t.amax() if d is None else t.amax(dim=d, keepdim=True)
     s = amax_of(x.abs(), dim).clamp(min=1e-12) / q_max
     out = [
-        (torch.floor(x / s).clamp(-q_max, q_max), "rounding with floor: use torch.round (nearest), not floor"),
+        (torch.floor(x / s).clamp(-q_max, q_max),
+         "rounding with floor: use torch.round (nearest), not floor"),
         (torch.trunc(x / s).clamp(-q_max, q_max),
          "truncation toward zero (.to(int8) or int() without rounding): call torch.round(x / scale) first"),
         (torch.round(x / (amax_of(x, dim) / q_max)).clamp(-q_max, q_max),
-         "the scale uses max(x), not max(|x|): a large negative value is then clipped; use x.abs().amax(...)"),
+         "the scale uses max(x), not max(|x|): a large negative value is then clipped; use "
+         "x.abs().amax(...)"),
     ]
     if dim is not None:
         other = 1 - dim
@@ -136,7 +125,8 @@ def _absmax_bugs(x: torch.Tensor, dim: int | None, bits: int) -> list[tuple[torc
         if s_wrong.shape[0] == x.shape[0] or s_wrong.shape[-1] == x.shape[-1]:
             try:
                 out.append((torch.round(x / s_wrong.reshape(s.shape)).clamp(-q_max, q_max),
-                            f"the max was taken over the wrong dimension: dim={dim} means reduce over dim {dim} "
+                            f"the max was taken over the wrong dimension: dim={dim} means reduce over dim "
+                            f"{dim} "
                             "(keepdim=True)"))
             except RuntimeError:
                 pass
@@ -145,18 +135,21 @@ def _absmax_bugs(x: torch.Tensor, dim: int | None, bits: int) -> list[tuple[torc
 
 @learner_check(1, "absmax_quantize")
 def check_absmax_quantize(absmax_quantize: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
-    x = _randn(6, 10, seed=1) * torch.linspace(0.1, 3.0, 10)  # columns of different sizes
+    x = randn(6, 10, seed=1) * torch.linspace(0.1, 3.0, 10)  # columns of different sizes
     x[2, 3] = -9.0  # the largest magnitude is negative: max and max-abs differ
     for name, dim, bits in CASES_1:
         q, scale = _as_tuple(call(absmax_quantize, x, dim=dim, bits=bits), 2, "absmax_quantize", "(q, scale)")
         ref_q, ref_s = reference_absmax(x, dim, bits)
-        expect_equal(q.dtype, torch.int8, f"{name}: q must be an int8 tensor", hint="finish with .to(torch.int8)")
+        expect_equal(q.dtype, torch.int8, f"{name}: q must be an int8 tensor",
+                     hint="finish with .to(torch.int8)")
         assert_close(scale, ref_s, f"{name}: scale = max|x| / {2 ** (bits - 1) - 1}", atol=1e-7, rtol=1e-6,
                      hint=("keepdim=True so that the scale has size 1 at `dim`" if dim is not None
                            else "one scale for the whole tensor: x.abs().amax()")
                      if scale.shape != ref_s.shape else
                      "scale = max(|x|) / q_max with q_max = 2**(bits-1) - 1 (127 for int8, 7 for int4)")
-        hint = _diagnose(q, _absmax_bugs(x, dim, bits), "q = clamp(round(x / scale), -q_max, q_max)")
+        # quantised integers are exact: a bug is named only by the very same integers (atol = rtol = 0)
+        hint = diagnose(q, _absmax_bugs(x, dim, bits), "q = clamp(round(x / scale), -q_max, q_max)", atol=0,
+                        rtol=0)
         expect_equal(q, ref_q, f"{name}: q (compared with torch.quantize_per_tensor/channel)", hint=hint)
         err = (q.float() * scale - x).abs()
         expect(bool((err <= scale / 2 + 1e-6).all()), f"{name}: round-trip error exceeds scale/2",
@@ -176,9 +169,9 @@ def check_absmax_quantize(absmax_quantize: Callable[..., tuple[torch.Tensor, tor
 
 @learner_check(2, "zeropoint_quantize")
 def check_zeropoint_quantize(zeropoint_quantize: Callable[..., tuple]) -> str:
-    x = _randn(5, 12, seed=2) * 2 + 1.0
-    relu = torch.relu(_randn(4, 16, seed=3)) * 3  # one-sided data: min is 0
-    x_neg = -torch.rand(3, 8, generator=_gen(4)) - 0.5  # all negative: 0 must be added to the range
+    x = randn(5, 12, seed=2) * 2 + 1.0
+    relu = torch.relu(randn(4, 16, seed=3)) * 3  # one-sided data: min is 0
+    x_neg = -torch.rand(3, 8, generator=gen(4)) - 0.5  # all negative: 0 must be added to the range
     cases = [("per tensor", x, None), ("per row (dim=1)", x, 1), ("per column (dim=0)", x, 0),
              ("ReLU output, per tensor", relu, None), ("all-negative rows", x_neg, 1)]
     for name, data, dim in cases:
@@ -193,9 +186,11 @@ def check_zeropoint_quantize(zeropoint_quantize: Callable[..., tuple]) -> str:
         expect(bool((zp_f == torch.round(zp_f)).all()),
                f"{name}: zero_point is not an integer: {fmt(zp, 120)}",
                hint="round the zero-point: zero_point = q_min - torch.round(lo / scale)")
-        expect(bool(((zp_f >= -128) & (zp_f <= 127)).all()), f"{name}: zero_point outside [-128, 127]: {fmt(zp, 120)}",
+        expect(bool(((zp_f >= -128) & (zp_f <= 127)).all()),
+               f"{name}: zero_point outside [-128, 127]: {fmt(zp, 120)}",
                hint="include 0 in the range (lo <= 0 <= hi) and clamp the zero-point to [q_min, q_max]")
-        expect_equal(zp.to(torch.int32), ref_zp, f"{name}: zero_point", hint="zero_point = q_min - round(lo / scale)")
+        expect_equal(zp.to(torch.int32), ref_zp, f"{name}: zero_point",
+                     hint="zero_point = q_min - round(lo / scale)")
         expect_equal(q, ref_q, f"{name}: q (compared with torch.quantize_per_tensor/channel)",
                      hint="q = clamp(round(x / scale) + zero_point, q_min, q_max)")
         x_hat = (q.float() - zp.float()) * scale
@@ -203,10 +198,12 @@ def check_zeropoint_quantize(zeropoint_quantize: Callable[..., tuple]) -> str:
                f"{name}: some value in [min, max] does not round-trip within scale/2",
                hint="the scale and zero-point must cover the whole range [min, max]")
         zero_code = (torch.round(torch.zeros(()) / scale) + zp)
-        expect(bool(((zero_code.float() - zp.float()) * scale == 0).all()), f"{name}: 0 is not exactly representable")
+        expect(bool(((zero_code.float() - zp.float()) * scale == 0).all()),
+               f"{name}: 0 is not exactly representable")
     return (
-        "per tensor, per row, per column, ReLU and all-negative inputs match torch.quantize_per_tensor/channel; "
-        "integer zero-points in [-128, 127]; every value in [min, max] round-trips within scale/2"
+        "per tensor, per row, per column, ReLU and all-negative inputs match "
+        "torch.quantize_per_tensor/channel; integer zero-points in [-128, 127]; every value in [min, max] "
+        "round-trips within scale/2"
     )
 
 
@@ -221,7 +218,7 @@ def _wrap(t: torch.Tensor, bits: int) -> torch.Tensor:
 
 @learner_check(3, "int8_matmul")
 def check_int8_matmul(int8_matmul: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> str:
-    g = _gen(5)
+    g = gen(5)
     shapes = [(1, 2, 1), (17, 64, 9), (32, 512, 24)]
     for M, K, N in shapes:
         a = torch.randint(-128, 128, (M, K), generator=g, dtype=torch.int8)
@@ -233,20 +230,24 @@ def check_int8_matmul(int8_matmul: Callable[[torch.Tensor, torch.Tensor], torch.
         expect(isinstance(got, torch.Tensor), f"int8_matmul must return a tensor, got {type(got).__name__}")
         exact = a.long() @ b.long()  # (M, N) int64: no overflow possible
         if M >= 17:
-            expect_equal(torch._int_mm(a, b).long(), exact, "torch._int_mm agrees with int64")  # the reference
+            # the reference
+            expect_equal(torch._int_mm(a, b).long(), exact, "torch._int_mm agrees with int64")
         hint = "accumulate in int32: a.to(torch.int32) @ b.to(torch.int32)"
         if got.shape == exact.shape and not got.is_floating_point():
             if torch.equal(got.long(), _wrap(exact, 8)) and not torch.equal(exact, _wrap(exact, 8)):
                 hint = "the sum wrapped around in int8: accumulating in int8 overflows; widen to int32 first"
             elif torch.equal(got.long(), _wrap(exact, 16)) and not torch.equal(exact, _wrap(exact, 16)):
                 hint = "the sum wrapped around in int16 (32 767 max): accumulate in int32"
-        expect_equal(got.dtype, torch.int32, f"({M}x{K}) @ ({K}x{N}): result dtype", hint="return an int32 tensor")
-        expect_equal(got.long(), exact, f"({M}x{K}) @ ({K}x{N}): product of full-range int8 matrices", hint=hint)
-        deq = (a.double() @ b.double())  # float product of the dequantized operands (scale 1): exact in float64
+        expect_equal(got.dtype, torch.int32, f"({M}x{K}) @ ({K}x{N}): result dtype",
+                     hint="return an int32 tensor")
+        expect_equal(got.long(), exact, f"({M}x{K}) @ ({K}x{N}): product of full-range int8 matrices",
+                     hint=hint)
+        # float product of the dequantized operands (scale 1): exact in float64
+        deq = (a.double() @ b.double())
         expect_equal(got.double(), deq, "equals the float64 product of the operands", hint=hint)
     return (
-        "exact int32 result on 3 shapes up to K=512, equal to torch._int_mm and to the float64 product of the "
-        "operands; 127·127 + 127·127 = 32258 does not wrap"
+        "exact int32 result on 3 shapes up to K=512, equal to torch._int_mm and to the float64 product of "
+        "the operands; 127·127 + 127·127 = 32258 does not wrap"
     )
 
 
@@ -254,10 +255,10 @@ def check_int8_matmul(int8_matmul: Callable[[torch.Tensor, torch.Tensor], torch.
 
 
 def _outlier_data(seed: int, T: int = 24, K: int = 64, N: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
-    x = _randn(T, K, seed=seed)
+    x = randn(T, K, seed=seed)
     x[:, 5] = torch.linspace(-40, 40, T)  # an outlier feature (crosses the threshold in most rows)
     x[7, 30] = 6.0  # exactly at the threshold: |x| >= 6 counts
-    w = _randn(K, N, seed=seed + 1) / 8
+    w = randn(K, N, seed=seed + 1) / 8
     return x, w
 
 
@@ -275,24 +276,29 @@ def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
     per_tensor = (xq_t.long() @ wq_t.long()).float() * (sx_t * sw_t) + x[:, outlier] @ w[outlier]
     candidates = [
         (reference_llm_int8_matmul(x, w, None),
-         "no column was kept in fp32: outlier = (x.abs() >= threshold).any(dim=0), one flag per feature column"),
+         "no column was kept in fp32: outlier = (x.abs() >= "
+         "threshold).any(dim=0), one flag per feature column"),
         (reference_llm_int8_matmul(x, w, 6.0 + 1e-4), "use >= threshold, not > threshold"),
-        (ref - x[:, outlier] @ w[outlier], "the outlier part is missing: add x[:, outlier] @ w[outlier] (fp32)"),
-        (per_tensor, "vector-wise scales: one per ROW of x (dim=1, per token) and one per COLUMN of w (dim=0, per "
-                     "output), combined as an outer product (T, 1) * (1, N); not one scale per tensor"),
+        (ref - x[:, outlier] @ w[outlier],
+         "the outlier part is missing: add x[:, outlier] @ w[outlier] (fp32)"),
+        (per_tensor,
+         "vector-wise scales: one per ROW of x (dim=1, per token) and one per COLUMN of w (dim=0, per "
+         "output), combined as an outer product (T, 1) * (1, N); not one scale per tensor"),
     ]
     hint = "outlier columns: x[:, outlier] @ w[outlier] in fp32; the rest per-row (x) / per-column (w) int8"
     for cand, h in candidates:
         if got.shape == cand.shape and torch.allclose(got, cand, atol=1e-5):
             hint = h
             break
-    err = assert_close(got, ref, "output vs reference LLM.int8() (same quantization)", hint=hint, atol=1e-4, rtol=1e-4)
+    err = assert_close(got, ref, "output vs reference LLM.int8() (same quantization)", hint=hint, atol=1e-4,
+                       rtol=1e-4)
     rel = float((got - y).norm() / y.norm())
     rel_plain = float((reference_llm_int8_matmul(x, w, None) - y).norm() / y.norm())
     expect(rel < 0.02, f"relative error vs fp32 x @ w is {rel:.3f}, expected < 0.02", hint=hint)
-    expect(rel < rel_plain, f"relative error vs fp32 x @ w is {rel:.4f}, no better than plain vector-wise int8's "
+    expect(rel < rel_plain,
+           f"relative error vs fp32 x @ w is {rel:.4f}, no better than plain vector-wise int8's "
            f"{rel_plain:.4f}", hint=hint)
-    x2, w2 = _randn(10, 32, seed=8), _randn(32, 12, seed=9) / 6  # no outliers: threshold=None path
+    x2, w2 = randn(10, 32, seed=8), randn(32, 12, seed=9) / 6  # no outliers: threshold=None path
     assert_close(call(llm_int8_matmul, x2, w2, threshold=None), reference_llm_int8_matmul(x2, w2, None),
                  "threshold=None (plain vector-wise int8)", hint="threshold=None: no column is an outlier",
                  atol=1e-4, rtol=1e-4)
@@ -307,11 +313,12 @@ def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
 
 @learner_check(5, "quant_linear")
 def check_quant_linear(quant_linear: Callable[..., torch.Tensor]) -> str:
-    torch_gen = _gen(10)
+    torch_gen = gen(10)
     for d_in, d_out, bias in ((32, 32, True), (48, 20, True), (16, 24, False)):  # square first: see the axis
         lin = nn.Linear(d_in, d_out, bias=bias)
         with torch.no_grad():
-            lin.weight.copy_(torch.randn(d_out, d_in, generator=torch_gen) * torch.linspace(0.05, 2.0, d_out)[:, None])
+            lin.weight.copy_(torch.randn(d_out, d_in,
+                                         generator=torch_gen) * torch.linspace(0.05, 2.0, d_out)[:, None])
             if bias:
                 lin.bias.copy_(torch.randn(d_out, generator=torch_gen))
         wq, ws = reference_absmax(lin.weight.detach(), dim=1)  # (out, in) int8, (out, 1)
@@ -319,22 +326,27 @@ def check_quant_linear(quant_linear: Callable[..., torch.Tensor]) -> str:
         got = call(quant_linear, x, wq, ws, lin.bias.detach() if bias else None)
         expect(isinstance(got, torch.Tensor), f"quant_linear must return a tensor, got {type(got).__name__}")
         want = torch.nn.functional.linear(x, wq.float() * ws, None if not bias else lin.bias.detach())
-        hint = "y = x @ (weight_q.float() * weight_scale).T + bias; weight_scale has one entry per output ROW"
-        if bias and got.shape == want.shape and torch.allclose(got, want - lin.bias.detach(), atol=1e-4):
-            hint = "the bias is missing: add it after the matmul (F.linear(x, w, bias))"
-        elif d_in == d_out and got.shape == want.shape and torch.allclose(
-            got, torch.nn.functional.linear(x, wq.float() * ws.T, lin.bias.detach()), atol=1e-4
-        ):
-            hint = "the scales were applied along the wrong axis: weight_scale (out, 1) scales ROWS of weight_q"
+        bugs = []
+        if bias:
+            bugs.append((want - lin.bias.detach(),
+                         "the bias is missing: add it after the matmul (F.linear(x, w, bias))"))
+        if d_in == d_out:  # a square weight: scales on the wrong axis still give the right shape
+            bugs.append((torch.nn.functional.linear(x, wq.float() * ws.T, lin.bias.detach()),
+                         "the scales were applied along the wrong axis: weight_scale "
+                         "(out, 1) scales ROWS of weight_q"))
+        hint = diagnose(got, bugs,
+                        "y = x @ (weight_q.float() * weight_scale).T + bias; "
+                        "weight_scale has one entry per output ROW")
         assert_close(got, want, f"({d_in} -> {d_out}, bias={bias}) vs dequantized weights", hint=hint,
                            atol=1e-4, rtol=1e-4)
         ref = lin(x).detach()
         bound = (x.abs() @ (ws / 2).T.expand(d_in, d_out)) + 1e-4  # sum_k |x_k| * scale_o / 2
-        expect(bool(((got - ref).abs() <= bound).all()), "output differs from nn.Linear by more than sum|x|·scale/2",
+        expect(bool(((got - ref).abs() <= bound).all()),
+               "output differs from nn.Linear by more than sum|x|·scale/2",
                hint=hint)
     return (
-        "matches F.linear with dequantized weights (3 layers, with and without bias); vs the fp32 nn.Linear every "
-        "output is within sum|x|·scale/2"
+        "matches F.linear with dequantized weights (3 layers, with and without bias); vs the fp32 nn.Linear "
+        "every output is within sum|x|·scale/2"
     )
 
 
@@ -354,20 +366,23 @@ def check_fake_quant(fake_quant: Callable[..., torch.Tensor]) -> str:
         hint = "forward: scale * clamp(round(x / scale), -q_max, q_max)"
         if y.shape == want.shape and torch.allclose(y.detach(), torch.round(base / s) * s):
             hint = "values outside the range were not clipped to ±q_max·scale"
-        assert_close(y, want, f"forward values (bits={bits}, scale={float(s)})", hint=hint, atol=1e-6, rtol=1e-6)
+        assert_close(y, want, f"forward values (bits={bits}, scale={float(s)})", hint=hint, atol=1e-6,
+                     rtol=1e-6)
         expect(y.requires_grad, f"bits={bits}: the output has no gradient (did you .detach() everything?)",
                hint="return xc + (rounded - xc).detach(): only the rounding residual is detached")
         y.backward(torch.ones_like(y))
         grad = x.grad
         inside = (base.abs() <= q_max * s).float()
-        g_hint = "STE: dx̂/dx = 1 where -q_max·scale <= x <= q_max·scale, 0 outside (the gradient of torch.clamp)"
+        g_hint = ("STE: dx̂/dx = 1 where -q_max·scale <= x <= q_max·scale, 0 "
+                  "outside (the gradient of torch.clamp)")
         if grad is None or not bool(grad.any()):
-            g_hint = ("the gradient is zero everywhere: torch.round has derivative 0, so the rounding must be "
-                      "inside .detach() (straight-through estimator)")
+            g_hint = ("the gradient is zero everywhere: torch.round has derivative 0, so the rounding must "
+                      "be inside .detach() (straight-through estimator)")
         elif torch.equal(grad, torch.ones_like(grad)):
             g_hint = ("the gradient passes outside the clip range too: clamp x first, then add the detached "
                       "rounding residual, so values beyond ±q_max·scale get gradient 0")
-        expect_equal(None if grad is None else grad.detach(), inside, f"gradient (bits={bits}) of sum(x̂) wrt x",
+        expect_equal(None if grad is None else grad.detach(), inside,
+                     f"gradient (bits={bits}) of sum(x̂) wrt x",
                      hint=g_hint)
     return (
         "forward equals scale·clamp(round(x/scale)) for int8 and int4; the STE gradient is 1 inside "

@@ -29,6 +29,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
+from shared.checks.compare import diagnose, gen
 
 __all__ = [
     "reference_feed_forward",
@@ -42,16 +43,9 @@ __all__ = [
     "check_train_model",
 ]
 
-ATOL = 1e-5
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def _randomise(module: nn.Module, seed: int) -> nn.Module:
     """Give every parameter distinctive values: norm gains near 1, biases and weights clearly non-zero."""
-    g = _gen(seed)
+    g = gen(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
             if name.endswith("weight") and p.dim() == 1:  # LayerNorm gain
@@ -61,21 +55,6 @@ def _randomise(module: nn.Module, seed: int) -> nn.Module:
             else:
                 p.copy_(torch.randn(p.shape, generator=g) / math.sqrt(p.shape[-1]))
     return module
-
-
-def _matches(got: torch.Tensor, candidate: torch.Tensor) -> bool:
-    return (
-        isinstance(got, torch.Tensor)
-        and got.shape == candidate.shape
-        and bool(torch.allclose(got.detach().float(), candidate.float(), atol=1e-4, rtol=1e-4))
-    )
-
-
-def _diagnose(got: torch.Tensor, candidates: list[tuple[torch.Tensor, str]], default: str) -> str:
-    for candidate, hint in candidates:
-        if _matches(got, candidate):
-            return hint
-    return default
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -102,7 +81,8 @@ def _ln(x: torch.Tensor, norm: nn.Module) -> torch.Tensor:
     return F.layer_norm(x, norm.weight.shape, norm.weight, norm.bias, 1e-5)
 
 
-def reference_block(x: torch.Tensor, block: nn.Module, norm_placement: str = "pre", residual: bool = True) -> torch.Tensor:
+def reference_block(x: torch.Tensor, block: nn.Module, norm_placement: str = "pre",
+                    residual: bool = True) -> torch.Tensor:
     """One block from F.layer_norm, SDPA and the FFN formula.
 
     pre:  x = x + Attn(LN₁(x)); x = x + FFN(LN₂(x))      (Xiong et al. 2020)
@@ -136,8 +116,10 @@ def torch_encoder_layer(block: nn.Module, norm_first: bool) -> nn.TransformerEnc
         activation="gelu", batch_first=True, norm_first=norm_first,
     )
     pairs = [
-        (layer.self_attn.in_proj_weight, block.attn.c_attn.weight), (layer.self_attn.in_proj_bias, block.attn.c_attn.bias),
-        (layer.self_attn.out_proj.weight, block.attn.c_proj.weight), (layer.self_attn.out_proj.bias, block.attn.c_proj.bias),
+        (layer.self_attn.in_proj_weight, block.attn.c_attn.weight), (layer.self_attn.in_proj_bias,
+                                                                     block.attn.c_attn.bias),
+        (layer.self_attn.out_proj.weight, block.attn.c_proj.weight), (layer.self_attn.out_proj.bias,
+                                                                      block.attn.c_proj.bias),
         (layer.linear1.weight, block.mlp.c_fc.weight), (layer.linear1.bias, block.mlp.c_fc.bias),
         (layer.linear2.weight, block.mlp.c_proj.weight), (layer.linear2.bias, block.mlp.c_proj.bias),
         (layer.norm1.weight, block.ln_1.weight), (layer.norm1.bias, block.ln_1.bias),
@@ -165,29 +147,32 @@ def check_feed_forward(feed_forward: Callable[[torch.Tensor, nn.Module], torch.T
     from shared.model import MLP
 
     mlp = _randomise(MLP(_tiny_config()), seed=1)
-    x = 2.0 * torch.randn(2, 5, 16, generator=_gen(2))  # (B, T, C), wide enough to tell GELU variants apart
+    x = 2.0 * torch.randn(2, 5, 16, generator=gen(2))  # (B, T, C), wide enough to tell GELU variants apart
     with torch.no_grad():
         got = call(feed_forward, x, mlp)
         expected = reference_feed_forward(x, mlp)
         w1, b1, w2, b2 = mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias
-        hint = _diagnose(
+        hint = diagnose(
             got,
             [
                 (F.linear(F.gelu(F.linear(x, w1, b1), approximate="tanh"), w2, b2),
                  "this is the tanh approximation of GELU; use the exact one, F.gelu(h) (approximate='none')"),
-                (F.linear(F.relu(F.linear(x, w1, b1)), w2, b2), "that is ReLU; the activation here is GELU: F.gelu"),
+                (F.linear(F.relu(F.linear(x, w1, b1)), w2, b2),
+                 "that is ReLU; the activation here is GELU: F.gelu"),
                 (F.linear(F.linear(x, w1, b1), w2, b2),
                  "the activation is missing: without it two Linear layers collapse into one linear map"),
                 (F.gelu(F.linear(F.linear(x, w1, b1), w2, b2)),
                  "the activation goes BETWEEN the two Linear layers, not after the second"),
-                (F.linear(F.gelu(F.linear(x, w1)), w2), "the biases are missing: use mlp.c_fc(x) or F.linear(x, W, b)"),
+                (F.linear(F.gelu(F.linear(x, w1)), w2),
+                 "the biases are missing: use mlp.c_fc(x) or F.linear(x, W, b)"),
             ],
             "y = mlp.c_proj(F.gelu(mlp.c_fc(x)))",
         )
-    err = assert_close(got, expected, "feed_forward(x, mlp) for x (2, 5, 16), d_ff 64", hint=hint, atol=ATOL, rtol=ATOL)
-    err2 = assert_close(got, mlp(x).detach(), "vs shared.model.MLP with the same weights", atol=ATOL, rtol=ATOL)
+    err = assert_close(got, expected, "feed_forward(x, mlp) for x (2, 5, 16), d_ff 64", hint=hint)
+    err2 = assert_close(got, mlp(x).detach(), "vs shared.model.MLP with the same weights")
     return (
-        f"matches W₂·GELU(W₁x + b₁) + b₂ written with erf (max abs err {err:.1e}) and shared.model.MLP ({err2:.1e}) "
+        f"matches W₂·GELU(W₁x + b₁) + b₂ written with erf (max abs err {err:.1e}) and shared.model.MLP "
+        f"({err2:.1e}) "
         "on x (2, 5, 16), d_ff 64"
     )
 
@@ -195,7 +180,8 @@ def check_feed_forward(feed_forward: Callable[[torch.Tensor, nn.Module], torch.T
 # ----------------------------------------------------------------------------------------------- TODO 2
 
 
-def _block_bug_candidates(x: torch.Tensor, block: nn.Module, placement: str, residual: bool) -> list[tuple[torch.Tensor, str]]:
+def _block_bug_candidates(x: torch.Tensor, block: nn.Module, placement: str,
+                          residual: bool) -> list[tuple[torch.Tensor, str]]:
     attn = lambda h: reference_attention(h, block.attn)  # noqa: E731
     ffn = lambda h: reference_feed_forward(h, block.mlp)  # noqa: E731
     ln1 = lambda h: _ln(h, block.ln_1)  # noqa: E731
@@ -203,27 +189,31 @@ def _block_bug_candidates(x: torch.Tensor, block: nn.Module, placement: str, res
     out: list[tuple[torch.Tensor, str]] = []
     if placement == "pre":
         out.append((reference_block(x, block, "post", residual),
-                    "this is Post-LN: in Pre-LN the norm goes on the sublayer INPUT, x = x + attn(ln_1(x)), and the "
-                    "residual add is left un-normalised"))
+                    "this is Post-LN: in Pre-LN the norm goes on the sublayer INPUT, x = x + attn(ln_1(x)), "
+                    "and the residual add is left un-normalised"))
         h = ln1(x)
         h = h + attn(h)
         h2 = ln2(h)
         out.append((h2 + ffn(h2),
-                    "the residual stream itself was replaced by its normalised copy (x = ln_1(x); x = x + attn(x)); "
-                    "keep x and add attn(ln_1(x)) to it"))
+                    "the residual stream itself was replaced by its normalised copy (x = ln_1(x); x = x + "
+                    "attn(x)); keep x and add attn(ln_1(x)) to it"))
         out.append((ln1(x + attn(ln1(x))) if residual else ln1(attn(ln1(x))),
-                    "a LayerNorm was applied after the residual add in Pre-LN; only the sublayer input is normalised"))
+                    "a LayerNorm was applied after the residual add in Pre-LN; only "
+                    "the sublayer input is normalised"))
     else:
         out.append((reference_block(x, block, "pre", residual),
-                    "this is Pre-LN: Post-LN normalises the SUM, x = ln_1(x + attn(x)), not the sublayer input"))
+                    "this is Pre-LN: Post-LN normalises the SUM, x = ln_1(x + "
+                    "attn(x)), not the sublayer input"))
         h = ln1(x) + attn(x)
         out.append((ln2(h) + ffn(h) if residual else ffn(h),
                     "Post-LN must normalise the sum x + attn(x), not x alone: x = ln_1(x + attn(x))"))
     if residual:
         out.append((reference_block(x, block, placement, residual=False),
-                    "the residual connections are missing: each sublayer's output is ADDED to x (x = x + ...)"))
+                    "the residual connections are missing: each sublayer's "
+                    "output is ADDED to x (x = x + ...)"))
         out.append((x + attn(ln1(x)) if placement == "pre" else ln1(x + attn(x)),
-                    "the feed-forward sublayer is missing (or its result was not kept): a block is attention, then FFN"))
+                    "the feed-forward sublayer is missing (or its result was not kept): a block is "
+                    "attention, then FFN"))
     else:
         out.append((reference_block(x, block, placement, residual=True),
                     "residual=False must drop the 'x +' of both sublayers (the no-residual experiment)"))
@@ -246,7 +236,7 @@ def check_transformer_block(transformer_block: Callable[..., torch.Tensor]) -> s
     from shared.model import Block
 
     block = _randomise(Block(_tiny_config()), seed=3)
-    x = torch.randn(2, 6, 16, generator=_gen(4))  # (B, T, C)
+    x = torch.randn(2, 6, 16, generator=gen(4))  # (B, T, C)
     T = x.shape[1]
     causal = nn.Transformer.generate_square_subsequent_mask(T)  # (T, T) float, -inf above the diagonal
     worst, worst_torch = 0.0, 0.0
@@ -256,23 +246,22 @@ def check_transformer_block(transformer_block: Callable[..., torch.Tensor]) -> s
             with torch.no_grad():
                 got = call(transformer_block, x, block, placement, residual)
                 expected = reference_block(x, block, placement, residual)
-                hint = _diagnose(
+                hint = diagnose(
                     got, _block_bug_candidates(x, block, placement, residual),
                     "pre: x = x + attn(ln_1(x)); x = x + ffn(ln_2(x)).  post: x = ln_1(x + attn(x)); "
                     "x = ln_2(x + ffn(x)).  residual=False drops the 'x +'",
                 )
-            worst = max(worst, assert_close(got, expected, f"block output ({name})", hint=hint, atol=ATOL, rtol=ATOL))
+            worst = max(worst, assert_close(got, expected, f"block output ({name})", hint=hint))
             if residual:
                 layer = torch_encoder_layer(block, norm_first=placement == "pre")
                 with torch.no_grad():
                     ref = layer(x, src_mask=causal, is_causal=True)
-                worst_torch = max(worst_torch, assert_close(
-                    got, ref, f"vs nn.TransformerEncoderLayer(norm_first={placement == 'pre'}) ({name})",
-                    hint=hint, atol=ATOL, rtol=ATOL))
+                against = f"vs nn.TransformerEncoderLayer(norm_first={placement == 'pre'}) ({name})"
+                worst_torch = max(worst_torch, assert_close(got, ref, against, hint=hint))
     return (
-        "Pre-LN and Post-LN match nn.TransformerEncoderLayer(norm_first=True/False) with the same weights and a "
-        f"causal mask (max abs err {worst_torch:.1e}); with and without residuals they match a reference on "
-        f"F.layer_norm + F.scaled_dot_product_attention ({worst:.1e})"
+        "Pre-LN and Post-LN match nn.TransformerEncoderLayer(norm_first=True/False) with the same weights "
+        f"and a causal mask (max abs err {worst_torch:.1e}); with and without residuals they match a "
+        f"reference on F.layer_norm + F.scaled_dot_product_attention ({worst:.1e})"
     )
 
 
@@ -283,7 +272,7 @@ def check_transformer_block(transformer_block: Callable[..., torch.Tensor]) -> s
 def check_mini_former(mini_former: Callable[..., torch.Tensor]) -> str:
     from shared.model import GPT
 
-    idx = torch.randint(11, (2, 7), generator=_gen(5))  # (B, T), T < block_size
+    idx = torch.randint(11, (2, 7), generator=gen(5))  # (B, T), T < block_size
     worst = 0.0
     for placement in ("pre", "post"):
         model = GPT(_tiny_config(n_layer=3, norm_placement=placement)).eval()
@@ -292,7 +281,10 @@ def check_mini_former(mini_former: Callable[..., torch.Tensor]) -> str:
             name = f"{placement}-LN, residual={residual}"
             with torch.no_grad():
                 got = call(mini_former, idx, model, placement, residual)
-                expected = model(idx)[0] if residual else reference_mini_former(idx, model, placement, residual)
+                if residual:
+                    expected = model(idx)[0]
+                else:
+                    expected = reference_mini_former(idx, model, placement, residual)
                 tr = model.transformer
                 emb = tr.wte(idx) + tr.wpe(torch.arange(idx.shape[1]))  # (B, T, C)
                 x_nopos, x_unchained_out, x_first = tr.wte(idx), emb, emb
@@ -305,22 +297,25 @@ def check_mini_former(mini_former: Callable[..., torch.Tensor]) -> str:
                     x_all = reference_block(x_all, block, placement, residual)
                 candidates = [
                     (model.lm_head(tr.ln_f(x_nopos)),
-                     "the position embeddings are missing: x = wte(idx) + wpe(arange(T)); without them the model "
-                     "cannot tell positions apart"),
+                     "the position embeddings are missing: x = wte(idx) + wpe(arange(T)); without them the "
+                     "model cannot tell positions apart"),
                     (model.lm_head(tr.ln_f(x_unchained_out)),
-                     "each block must take the PREVIOUS block's output; here every block read the embeddings"),
-                    (model.lm_head(tr.ln_f(x_first)), "loop over all blocks, model.transformer.h, not block 0 each time"),
+                     "each block must take the PREVIOUS block's output; here "
+                     "every block read the embeddings"),
+                    (model.lm_head(tr.ln_f(x_first)),
+                     "loop over all blocks, model.transformer.h, not block 0 each time"),
                 ]
                 if placement == "pre":
                     candidates.append((model.lm_head(x_all),
-                                       "the final norm is missing: apply model.transformer.ln_f before the head "
-                                       "(Pre-LN's residual stream is never normalised otherwise)"))
-                hint = _diagnose(got, candidates, "wte(idx) + wpe(arange(T)) -> each block in order -> ln_f -> lm_head")
+                                       "the final norm is missing: apply model.transformer.ln_f before the "
+                                       "head (Pre-LN's residual stream is never normalised otherwise)"))
+                hint = diagnose(got, candidates,
+                                "wte(idx) + wpe(arange(T)) -> each block in order -> ln_f -> lm_head")
             ref_name = "shared GPT.forward" if residual else "reference"
-            worst = max(worst, assert_close(got, expected, f"logits ({name}) vs {ref_name}", hint=hint, atol=ATOL, rtol=ATOL))
+            worst = max(worst, assert_close(got, expected, f"logits ({name}) vs {ref_name}", hint=hint))
     return (
-        "3 blocks, V=11, T=7: logits match shared.model.GPT.forward with the same weights for Pre-LN and Post-LN, "
-        f"and a reference without residuals, max abs err {worst:.1e}"
+        "3 blocks, V=11, T=7: logits match shared.model.GPT.forward with the same weights for Pre-LN and "
+        f"Post-LN, and a reference without residuals, max abs err {worst:.1e}"
     )
 
 
@@ -328,7 +323,8 @@ def check_mini_former(mini_former: Callable[..., torch.Tensor]) -> str:
 
 
 class _LinearProbe(nn.Module):
-    """loss = Σ c ⊙ w: the gradient is always c, so stale gradients and the size of each update are visible."""
+    """loss = Σ c ⊙ w: the gradient is always c,
+    so stale gradients and the size of each update are visible."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -342,7 +338,8 @@ class _LinearProbe(nn.Module):
         return loss.detach(), loss
 
 
-def _probe_batches(split: str, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def _probe_batches(split: str, batch_size: int,
+                   generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     x = torch.randint(5, (batch_size, 3), generator=generator)
     return x, x
 
@@ -359,7 +356,8 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
     losses = call(train_model, probe, _probe_batches, steps, lr, warmup, 4, 0)
     expect(
         isinstance(losses, list) and len(losses) == steps and all(isinstance(v, float) for v in losses),
-        f"train_model must return a list of {steps} Python floats (one loss per step); got {fmt(losses, 120)}",
+        f"train_model must return a list of {steps} Python floats (one loss per step); got "
+        f"{fmt(losses, 120)}",
         hint="append loss.item() once per step",
     )
     expect(len(probe.seen_grads) == steps, f"expected {steps} backward passes, saw {len(probe.seen_grads)}",
@@ -369,36 +367,42 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
         if not torch.allclose(grad, c):
             multiple = float(grad[0] / c[0])
             raise CheckFailed(
-                f"at step {step} the gradient after backward() was {multiple:g}× the gradient of that step's loss\n"
+                f"at step {step} the gradient after backward() was {multiple:g}× the gradient of that "
+                "step's loss\n"
                 f"   expected: {fmt(c)}\n   got:      {fmt(grad)}\n"
-                "   hint: gradients ACCUMULATE in .grad: call optimizer.zero_grad() every step, before loss.backward()"
+                "   hint: gradients ACCUMULATE in .grad: call optimizer.zero_grad() "
+                "every step, before loss.backward()"
             )
     # with a constant gradient, AdamW moves every weight by lr_t per step (m̂ / sqrt(v̂) = sign(c))
     drops = [(losses[t] - losses[t + 1]) / float(c.abs().sum()) for t in range(steps - 1)]
     expected = [lr * min(1.0, (t + 1) / (warmup + 1)) for t in range(steps - 1)]
     got_t, exp_t = torch.tensor(drops), torch.tensor(expected)
     if not torch.allclose(got_t, exp_t, rtol=0.05, atol=1e-4):
-        hint = _diagnose(
+        hint = diagnose(
             got_t,
             [
-                (torch.full_like(exp_t, lr), "the learning rate never warmed up: lr_t = lr * min(1, (t + 1) / (warmup_steps + 1))"),
-                (torch.zeros_like(exp_t), "the weights never moved: call optimizer.step() after loss.backward() "
-                                          "(and zero the gradients before backward, not between backward and step)"),
+                (torch.full_like(exp_t, lr),
+                 "the learning rate never warmed up: lr_t = lr * min(1, (t + 1) / (warmup_steps + 1))"),
+                (torch.zeros_like(exp_t),
+                 "the weights never moved: call optimizer.step() after loss.backward() "
+                 "(and zero the gradients before backward, not between backward and step)"),
                 (torch.tensor([lr * min(1.0, t / warmup) for t in range(steps - 1)]),
                  "off by one: step 0 must already use lr / (warmup_steps + 1), not 0"),
             ],
-            "use torch.optim.AdamW and set every param_group's 'lr' to lr * min(1, (t + 1) / (warmup_steps + 1)) "
-            "before step t",
+            "use torch.optim.AdamW and set every param_group's 'lr' to lr * min(1, (t + 1) / (warmup_steps "
+            "+ 1)) before step t",
         )
         raise CheckFailed(
-            "the size of the weight updates does not follow the warmup schedule (probe with a constant gradient)\n"
+            "the size of the weight updates does not follow the warmup schedule (probe with a constant "
+            "gradient)\n"
             f"   expected per-step lr: {fmt([round(v, 4) for v in expected])}\n"
             f"   got (from the updates): {fmt([round(v, 4) for v in drops])}\n   hint: {hint}"
         )
     # 2. a tiny GPT on the copy task: the loss must fall
-    task = copy_task(512, length=4, n_symbols=6, generator=_gen(7))
+    task = copy_task(512, length=4, n_symbols=6, generator=gen(7))
 
-    def get_batch(split: str, batch_size: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    def get_batch(split: str, batch_size: int,
+                  generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         i = torch.randint(len(task), (batch_size,), generator=generator)
         return task.x[i], task.y[i]
 
@@ -406,9 +410,11 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
     model = GPT(_tiny_config(vocab_size=task.vocab_size, n_layer=1))
     curve = call(train_model, model, get_batch, 60, 1e-2, 5, 32, 0)
     first, last = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
-    expect(last < 0.8 * first, f"the loss did not fall on the copy task: first 5 steps {first:.3f}, last 5 {last:.3f}",
-           hint="forward, loss.backward(), optimizer.step() every step, with batches from get_batch('train', ...)")
+    expect(last < 0.8 * first,
+           f"the loss did not fall on the copy task: first 5 steps {first:.3f}, last 5 {last:.3f}",
+           hint="forward, loss.backward(), optimizer.step() every step, with batches from "
+                "get_batch('train', ...)")
     return (
-        f"gradients are fresh at every step, updates follow the warmup (lr/{warmup + 1} … lr), and a tiny GPT's "
-        f"loss on the copy task falls from {first:.2f} to {last:.2f} in 60 steps"
+        f"gradients are fresh at every step, updates follow the warmup (lr/{warmup + 1} … lr), and a tiny "
+        f"GPT's loss on the copy task falls from {first:.2f} to {last:.2f} in 60 steps"
     )

@@ -15,13 +15,15 @@ and the test runner's cell tags (``nbval-check-output`` ...) are dropped.
 
 Starters ask, solutions answer: a cell of the solution tagged ``answer`` (a conclusion drawn from the
 measurements above it, or the answers to the reflection questions; markdown, or a code cell that prints
-them) becomes the markdown cell :data:`ANSWER_PROMPT` in the starter. Everything else is kept byte for byte. Generation is deterministic, so ``--check`` can fail on drift.
+them) becomes the markdown cell :data:`ANSWER_PROMPT` in the starter. Everything else is kept byte for
+byte. Generation is deterministic, so ``--check`` can fail on drift.
 
 Command line (maintainers; learners use ``hardway reset NN`` for a fresh starter)::
 
-    python -m shared.notebooks sync            # regenerate every NN_*/starter.ipynb (edited ones backed up)
-    python -m shared.notebooks sync --check    # exit 1 if any starter is out of date
-    python -m shared.notebooks run-starter 01_byte_pair_smith/starter.ipynb
+    python -m shared.tooling.notebooks sync            # regenerate every NN_*/starter.ipynb
+                                                       # (edited ones are backed up)
+    python -m shared.tooling.notebooks sync --check    # exit 1 if any starter is out of date
+    python -m shared.tooling.notebooks run-starter 01_byte_pair_smith/starter.ipynb
 """
 
 from __future__ import annotations
@@ -31,23 +33,21 @@ import ast
 import copy
 import datetime as dt
 import json
-import os
 import re
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from shared.utils import TODO_LABEL, TODO_NUMBER, atomic_write_text
+
 BEGIN = "### BEGIN SOLUTION"
 END = "### END SOLUTION"
-_TODO_LABEL = re.compile(r"^\s*# TODO (\d+): (.+?)\s*$")
-_TODO_IN_ERROR = re.compile(r"TODO (\d+)")
 _NAME_ERROR = re.compile(r"name '([^']+)' is not defined")
 CHECK_OUTPUT_TAG = "nbval-check-output"  # nbval compares the output of a cell with this tag in CI
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]  # shared/tooling/notebooks.py -> the repository root
 ANSWER_TAG = "answer"
 ANSWER_PROMPT = (
     "**What do you see?** Write it down here before you open the solution. "
@@ -89,7 +89,7 @@ def make_starter_source(source: str, where: str = "cell") -> str:
     i = 0
     while i < len(lines):
         line = lines[i]
-        m = _TODO_LABEL.match(line)
+        m = TODO_LABEL.match(line)
         if m:
             label = (m.group(1), m.group(2))
         if line.strip() == BEGIN:
@@ -138,8 +138,11 @@ def make_starter(solution: dict[str, Any], name: str = "solution.ipynb") -> dict
         src = _source(cell)
         if is_answer_cell(cell):
             if BEGIN in src:
-                raise ValueError(f"{name} cell {index}: a cell tagged {ANSWER_TAG!r} cannot hold a TODO region")
-            # an answer printed by a code cell (from the measured numbers) becomes the same markdown prompt
+                raise ValueError(
+                    f"{name} cell {index}: a cell tagged {ANSWER_TAG!r} cannot hold a TODO region"
+                )
+            # an answer printed by a code cell (from the measured numbers) becomes the same markdown
+            # prompt
             cell.pop("outputs", None)
             cell.pop("execution_count", None)
             cell["cell_type"] = "markdown"
@@ -164,25 +167,11 @@ def make_starter(solution: dict[str, Any], name: str = "solution.ipynb") -> dict
 
 
 def dumps_notebook(nb: dict[str, Any]) -> str:
-    """The canonical JSON text of a notebook (what nbformat writes): stable, so regeneration is byte-identical."""
+    """The canonical JSON text of a notebook (what nbformat writes).
+
+    Stable, so regeneration is byte-identical.
+    """
     return json.dumps(nb, indent=1, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write text so that a crash leaves either the old file or the new one, never half of either."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a starter is an ordinary, shareable file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def project_dirs(root: Path = ROOT) -> list[Path]:
@@ -289,7 +278,10 @@ def _output_text(cell: dict[str, Any]) -> str:
     """The text a code cell printed or displayed (stream output and text/plain results)."""
     parts = []
     for out in cell.get("outputs", []):
-        text = out.get("text", "") if out.get("output_type") == "stream" else out.get("data", {}).get("text/plain", "")
+        if out.get("output_type") == "stream":
+            text = out.get("text", "")
+        else:
+            text = out.get("data", {}).get("text/plain", "")
         parts.append("".join(text) if isinstance(text, list) else text)
     return "".join(parts)
 
@@ -354,7 +346,10 @@ class StarterReport:
 
 
 def _parse_cell(source: str) -> ast.AST | None:
-    """A code cell's syntax tree with its IPython magics (``%``/``!`` lines) blanked; None if it does not parse."""
+    """A code cell's syntax tree with its IPython magics (``%``/``!`` lines) blanked.
+
+    None if it does not parse.
+    """
     code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
     try:
         return ast.parse(code)
@@ -382,7 +377,9 @@ def _loaded_names(source: str) -> set[str]:
     tree = _parse_cell(source)
     if tree is None:
         return set()
-    return {node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)}
+    return {
+        node.id for node in ast.walk(tree) if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load)
+    }
 
 
 def classify_errors(
@@ -415,7 +412,7 @@ def classify_errors(
             report.cells.append(CellResult(index, "ok", source_head=head))
             continue
         ename, evalue = errors[0].get("ename", ""), errors[0].get("evalue", "")
-        todo = _TODO_IN_ERROR.search(evalue)
+        todo = TODO_NUMBER.search(evalue)
         missing = _NAME_ERROR.search(evalue)
         if ename in ("NotImplementedError", "TodoNotDone") and todo:
             kind = "todo"
@@ -424,8 +421,8 @@ def classify_errors(
         elif seen_todo and ename == "NameError" and missing and missing.group(1) in failed_names:
             kind = "cascade"
         elif seen_todo and ename != "SyntaxError" and _loaded_names(src) & (failed_names - ok_names):
-            # it reads a value that a cell stopped by an unfinished TODO left half-made (an empty list, a stale
-            # tensor): a consequence of that TODO, not a new error
+            # it reads a value that a cell stopped by an unfinished TODO left half-made (an empty list,
+            # a stale tensor): a consequence of that TODO, not a new error
             kind = "cascade"
         else:
             kind = "bad"
@@ -436,11 +433,14 @@ def classify_errors(
     return report
 
 
-def run_starter(path: str | Path, timeout: int = 600, notebook: dict[str, Any] | None = None) -> StarterReport:
+def run_starter(
+    path: str | Path, timeout: int = 600, notebook: dict[str, Any] | None = None
+) -> StarterReport:
     """Execute a starter top to bottom with errors allowed and classify every error.
 
-    ``notebook`` (a starter as a dict, e.g. freshly made by :func:`make_starter`) is run instead of the file
-    at ``path``, in ``path``'s folder: the test suite runs what the repository generates, not a learner's copy.
+    ``notebook`` (a starter as a dict, e.g. freshly made by :func:`make_starter`) is run instead of the
+    file at ``path``, in ``path``'s folder: the test suite runs what the repository generates, not a
+    learner's copy.
 
     A starter passes when it runs cleanly up to its first TODO, every later error is an unfinished TODO
     (the stub itself, or a check saying "TODO n is not done yet") or a NameError for a value that an
@@ -453,7 +453,8 @@ def run_starter(path: str | Path, timeout: int = 600, notebook: dict[str, Any] |
     if notebook is None:
         nb = nbformat.read(path, as_version=4)
     else:
-        nb = nbformat.reads(dumps_notebook(notebook), as_version=4)  # as if read from a file: sources as strings
+        # as if read from a file: sources as strings
+        nb = nbformat.reads(dumps_notebook(notebook), as_version=4)
     client = NotebookClient(
         nb,
         timeout=timeout,
@@ -508,7 +509,9 @@ def solution_functions(
     for old, new in replace or []:
         count = source.count(old)
         if count != 1:
-            raise ValueError(f"edit {old!r} matches {count} times in {sorted(names)}; it must match exactly once")
+            raise ValueError(
+                f"edit {old!r} matches {count} times in {sorted(names)}; it must match exactly once"
+            )
         source = source.replace(old, new)
     namespace: dict[str, Any] = {"__name__": f"solution_of_{Path(notebook).parent.name}"}
     exec(compile(source, str(notebook), "exec"), namespace)  # noqa: S102 - our own repository's notebook
@@ -536,7 +539,9 @@ def _is_literal(node: ast.AST) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m shared.notebooks", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m shared.tooling.notebooks", description=__doc__.split("\n\n")[0]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     sync = sub.add_parser("sync", help="regenerate every NN_*/starter.ipynb from its solution.ipynb")
     sync.add_argument("--check", action="store_true", help="only report out-of-date starters (exit 1 if any)")

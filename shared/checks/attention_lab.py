@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
+from shared.checks.compare import diagnose, expect_tensors, gen, randn
 
 __all__ = [
     "reference_attention",
@@ -31,17 +32,6 @@ __all__ = [
     "check_merge_heads",
     "check_multi_head_attention",
 ]
-
-ATOL = 1e-5
-
-
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
-def _randn(*shape: int, seed: int) -> torch.Tensor:
-    return torch.randn(*shape, generator=_gen(seed))
-
 
 def reference_attention(
     q: torch.Tensor,
@@ -78,23 +68,8 @@ def reference_multi_head_attention(
 
 
 def _pair(result: object, what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    expect(
-        isinstance(result, tuple) and len(result) == 2 and all(isinstance(t, torch.Tensor) for t in result),
-        f"{what} must return a tuple (output, weights) of two tensors; got {fmt(result, 120)}",
-        hint="end with `return out, weights`",
-    )
-    return result  # type: ignore[return-value]
-
-
-def _matches(got: torch.Tensor, candidate: torch.Tensor) -> bool:
-    return got.shape == candidate.shape and bool(torch.allclose(got.detach().float(), candidate.float(), atol=1e-4))
-
-
-def _diagnose(got: torch.Tensor, candidates: list[tuple[torch.Tensor, str]], default: str) -> str:
-    for candidate, hint in candidates:
-        if _matches(got, candidate):
-            return hint
-    return default
+    message = f"{what} must return a tuple (output, weights) of two tensors; got {fmt(result, 120)}"
+    return expect_tensors(result, 2, message, "end with `return out, weights`")  # type: ignore[return-value]
 
 
 # ----------------------------------------------------------------------------------------------- TODO 1
@@ -105,23 +80,23 @@ NO_SCALE = "your scores were not scaled: divide q·k by sqrt(d_k) (d_k = q.shape
 @learner_check(1, "attend_one")
 def check_attend_one(attend_one: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     d_k, d_v, S = 16, 5, 7
-    q, k, v = _randn(d_k, seed=1), _randn(S, d_k, seed=2), _randn(S, d_v, seed=3)
+    q, k, v = randn(d_k, seed=1), randn(S, d_k, seed=2), randn(S, d_v, seed=3)
     out, weights = _pair(call(attend_one, q, k, v), "attend_one")
     ref_out = F.scaled_dot_product_attention(q[None], k, v)[0]  # (d_v,)
     ref_w = torch.softmax(k @ q / math.sqrt(d_k), dim=-1)  # (S,)
-    hint = _diagnose(
+    hint = diagnose(
         weights,
         [
             (torch.softmax(k @ q, dim=-1), NO_SCALE),
-            (torch.softmax(k @ q / math.sqrt(d_v), dim=-1), "scale by sqrt(d_k), the size of q and k, not of v"),
+            (torch.softmax(k @ q / math.sqrt(d_v), dim=-1),
+             "scale by sqrt(d_k), the size of q and k, not of v"),
             (torch.softmax(k @ q / d_k, dim=-1), "divide by sqrt(d_k), not by d_k"),
         ],
         "weights = softmax(k @ q / sqrt(d_k)): one weight per key, summing to 1",
     )
-    assert_close(weights, ref_w, "attention weights (one per key)", hint=hint, atol=ATOL, rtol=ATOL)
+    assert_close(weights, ref_w, "attention weights (one per key)", hint=hint)
     err = assert_close(
         out, ref_out, "output", hint="the output is the weighted sum of the value rows: weights @ v",
-        atol=ATOL, rtol=ATOL,
     )
     return (
         f"one query against {S} keys (d_k={d_k}, d_v={d_v}) matches F.scaled_dot_product_attention, "
@@ -143,23 +118,25 @@ def _sdpa_bug_candidates(
         unscaled = raw if blocked is None else raw.masked_fill(blocked, float("-inf"))
         out.append((torch.softmax(unscaled, -1) @ v, NO_SCALE))
     elif scale != 1.0 / math.sqrt(q.size(-1)):
-        default = (raw / math.sqrt(q.size(-1))) if blocked is None else (raw / math.sqrt(q.size(-1))).masked_fill(
-            blocked, float("-inf")
-        )
-        out.append((torch.softmax(default, -1) @ v, "use the `scale` argument when it is given (1/sqrt(d_k) only when it is None)"))
+        default = raw / math.sqrt(q.size(-1))
+        if blocked is not None:
+            default = default.masked_fill(blocked, float("-inf"))
+        out.append((torch.softmax(default, -1) @ v,
+                    "use the `scale` argument when it is given (1/sqrt(d_k) only when it is None)"))
     scores = raw * s
     if blocked is not None:
         out.append((
             (torch.softmax(scores, -1) * mask) @ v,
-            "the mask was applied AFTER the softmax, so rows no longer sum to 1 and the future still sets the "
-            "normaliser: fill blocked scores with -inf BEFORE the softmax",
+            "the mask was applied AFTER the softmax, so rows no longer sum to 1 and the future still sets "
+            "the normaliser: fill blocked scores with -inf BEFORE the softmax",
         ))
         out.append((
             torch.softmax(scores.masked_fill(mask, float("-inf")), -1) @ v,
             "the mask is inverted: True means MAY attend (as in F.scaled_dot_product_attention), so fill "
             "where the mask is False (~mask) with -inf",
         ))
-        out.append((torch.softmax(scores, -1) @ v, "the mask was ignored: fill the scores where mask is False with -inf"))
+        out.append((torch.softmax(scores, -1) @ v,
+                    "the mask was ignored: fill the scores where mask is False with -inf"))
         scores = scores.masked_fill(blocked, float("-inf"))
     out.append((
         torch.nan_to_num(torch.softmax(scores, -2)) @ v,
@@ -171,8 +148,8 @@ def _sdpa_bug_candidates(
 @learner_check(2, "scaled_dot_product_attention")
 def check_scaled_dot_product_attention(sdpa: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     B, H, T, S, d_k, d_v = 2, 3, 5, 7, 8, 4
-    q, k, v = _randn(B, H, T, d_k, seed=10), _randn(B, H, S, d_k, seed=11), _randn(B, H, S, d_v, seed=12)
-    mask = torch.rand(T, S, generator=_gen(13)) < 0.6  # (T, S), broadcast over B and H
+    q, k, v = randn(B, H, T, d_k, seed=10), randn(B, H, S, d_k, seed=11), randn(B, H, S, d_v, seed=12)
+    mask = torch.rand(T, S, generator=gen(13)) < 0.6  # (T, S), broadcast over B and H
     mask[:, 0] = True  # every query may attend to at least one key
     causal = torch.ones(T, T, dtype=torch.bool).tril()  # (T, T)
     cases = [
@@ -190,12 +167,12 @@ def check_scaled_dot_product_attention(sdpa: Callable[..., tuple[torch.Tensor, t
             ref_w = reference_attention(qq, kk, vv, m)[1]
         else:
             ref_out, ref_w = reference_attention(qq, kk, vv, m, scale)
-        hint = _diagnose(
+        hint = diagnose(
             out, _sdpa_bug_candidates(qq, kk, vv, m, scale),
             "scores = q @ k.transpose(-2, -1) * scale; masked_fill(~mask, -inf); softmax(dim=-1); @ v",
         )
-        worst = max(worst, assert_close(out, ref_out, f"output ({name})", hint=hint, atol=ATOL, rtol=ATOL))
-        assert_close(weights, ref_w, f"weights ({name})", hint=hint, atol=ATOL, rtol=ATOL)
+        worst = max(worst, assert_close(out, ref_out, f"output ({name})", hint=hint))
+        assert_close(weights, ref_w, f"weights ({name})", hint=hint)
     return (
         "matches F.scaled_dot_product_attention with no mask, a bool mask, is_causal=True and scale=0.3 "
         f"(T=5 queries, S=7 keys, d_k=8, d_v=4), max abs err {worst:.1e}"
@@ -210,7 +187,8 @@ def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> str:
     for T in (6, 2, 1):
         got = call(causal_mask, T)
         expected = torch.ones(T, T, dtype=torch.bool).tril()
-        expect(isinstance(got, torch.Tensor), f"causal_mask({T}) must return a tensor, got {type(got).__name__}")
+        expect(isinstance(got, torch.Tensor),
+               f"causal_mask({T}) must return a tensor, got {type(got).__name__}")
         expect(
             got.dtype == torch.bool,
             f"causal_mask({T}) has dtype {got.dtype}",
@@ -218,28 +196,33 @@ def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> str:
         )
         if got.shape != expected.shape or not torch.equal(got, expected):
             ones = torch.ones(T, T, dtype=torch.bool)
-            hint = _diagnose(
+            hint = diagnose(
                 got.float(),
                 [
-                    (ones.tril(-1).float(), "the diagonal is excluded: a token must be allowed to attend to itself (j <= i)"),
+                    (ones.tril(-1).float(),
+                     "the diagonal is excluded: a token must be allowed to attend to itself (j <= i)"),
                     (ones.tril(1).float(), "one future token is allowed: use tril() with diagonal=0, j <= i"),
-                    (ones.triu().float(), "the mask is transposed/inverted: row i (the query) may see keys j <= i, "
-                                          "the lower triangle"),
-                    (ones.triu(1).float(), "this marks the FUTURE as True; True must mean may attend (j <= i)"),
+                    (ones.triu().float(),
+                     "the mask is transposed/inverted: row i (the query) may see keys j <= i, "
+                     "the lower triangle"),
+                    (ones.triu(1).float(),
+                     "this marks the FUTURE as True; True must mean may attend (j <= i)"),
                 ],
                 "row i (query) is True at columns j <= i (lower triangle, diagonal included)",
             )
             raise CheckFailed(
-                f"causal_mask({T}) is wrong\n   expected: {fmt(expected)}\n   got:      {fmt(got)}\n   hint: {hint}"
+                f"causal_mask({T}) is wrong\n   expected: {fmt(expected)}\n   got:      {fmt(got)}\n   "
+                f"hint: {hint}"
             )
     T = 6
-    q, k, v = _randn(1, 2, T, 8, seed=20), _randn(1, 2, T, 8, seed=21), _randn(1, 2, T, 8, seed=22)
+    q, k, v = randn(1, 2, T, 8, seed=20), randn(1, 2, T, 8, seed=21), randn(1, 2, T, 8, seed=22)
     err = assert_close(
         F.scaled_dot_product_attention(q, k, v, attn_mask=call(causal_mask, T)),
         F.scaled_dot_product_attention(q, k, v, is_causal=True),
         "SDPA with your mask vs is_causal=True",
     )
-    return f"lower-triangular bool masks for T=6, 2, 1; as SDPA's attn_mask it equals is_causal=True (max abs err {err:.1e})"
+    return ("lower-triangular bool masks for T=6, 2, 1; as SDPA's attn_mask it equals is_causal=True (max "
+            f"abs err {err:.1e})")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
@@ -251,18 +234,21 @@ def check_split_heads(split_heads: Callable[[torch.Tensor, int], torch.Tensor]) 
     x = torch.arange(B * T * nh * hs, dtype=torch.float32).view(B, T, nh * hs)  # (B, T, C)
     got = call(split_heads, x, nh)
     expected = x.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
-    hint = _diagnose(
+    hint = diagnose(
         got if isinstance(got, torch.Tensor) else torch.zeros(0),
         [
-            (x.view(B, nh, T, hs), "a view/reshape to (B, nh, T, hs) without a transpose mixes tokens across heads: "
-                                   "view to (B, T, nh, hs) first, then .transpose(1, 2)"),
-            (x.view(B, T, hs, nh).permute(0, 3, 1, 2), "head h must own the contiguous channels h*hs:(h+1)*hs, "
-                                                       "not every nh-th channel: view(B, T, nh, hs)"),
+            (x.view(B, nh, T, hs),
+             "a view/reshape to (B, nh, T, hs) without a transpose mixes tokens across heads: "
+             "view to (B, T, nh, hs) first, then .transpose(1, 2)"),
+            (x.view(B, T, hs, nh).permute(0, 3, 1, 2),
+             "head h must own the contiguous channels h*hs:(h+1)*hs, "
+             "not every nh-th channel: view(B, T, nh, hs)"),
         ],
         "(B, T, C) -> view (B, T, nh, hs) -> transpose(1, 2) -> (B, nh, T, hs)",
     )
     assert_close(got, expected, "split_heads(x, 3) for x (2, 5, 12)", hint=hint, atol=0, rtol=0)
-    return "(B, T, C) = (2, 5, 12) -> (B, nh, T, hs) = (2, 3, 5, 4); head h holds channels h*hs:(h+1)*hs of every token"
+    return ("(B, T, C) = (2, 5, 12) -> (B, nh, T, hs) = (2, 3, 5, 4); head h holds "
+            "channels h*hs:(h+1)*hs of every token")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 5
@@ -274,13 +260,15 @@ def check_merge_heads(merge_heads: Callable[[torch.Tensor], torch.Tensor]) -> st
     y = torch.arange(B * nh * T * hs, dtype=torch.float32).view(B, nh, T, hs)  # (B, nh, T, hs)
     got = call(merge_heads, y)
     expected = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, T, C)
-    hint = _diagnose(
+    hint = diagnose(
         got if isinstance(got, torch.Tensor) else torch.zeros(0),
         [
             (y.reshape(B, T, nh * hs), "a reshape without transposing back mixes tokens and heads: "
                                        ".transpose(1, 2) to (B, T, nh, hs) first, then reshape to (B, T, C)"),
-            (y.permute(0, 2, 3, 1).reshape(B, T, nh * hs), "the heads come out interleaved: channel order must be "
-                                                          "[head 0 | head 1 | ...], i.e. (B, T, nh, hs) -> (B, T, C)"),
+            (y.permute(0, 2, 3, 1).reshape(B, T, nh * hs),
+             "the heads come out interleaved: channel order must be "
+                                                          "[head 0 | head 1 | ...], "
+                                                          "i.e. (B, T, nh, hs) -> (B, T, C)"),
         ],
         "merge_heads must undo split_heads: (B, nh, T, hs) -> transpose(1, 2) -> reshape(B, T, nh*hs)",
     )
@@ -297,9 +285,9 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
 
     B, T, C, nh = 2, 6, 16, 4
     hs = C // nh
-    x = _randn(B, T, C, seed=30)
-    w_qkv, b_qkv = _randn(3 * C, C, seed=31) * 0.3, _randn(3 * C, seed=32) * 0.1
-    w_o, b_o = _randn(C, C, seed=33) * 0.3, _randn(C, seed=34) * 0.1
+    x = randn(B, T, C, seed=30)
+    w_qkv, b_qkv = randn(3 * C, C, seed=31) * 0.3, randn(3 * C, seed=32) * 0.1
+    w_o, b_o = randn(C, C, seed=33) * 0.3, randn(C, seed=34) * 0.1
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     worst = 0.0
     for name, mask in (("no mask", None), ("causal mask", causal)):
@@ -311,7 +299,7 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
         wide = F.scaled_dot_product_attention(*heads, attn_mask=mask, scale=1 / math.sqrt(C))
         swapped = F.scaled_dot_product_attention(heads[1], heads[0], heads[2], attn_mask=mask)
         mixed = F.scaled_dot_product_attention(*(t.reshape(B, nh, T, hs) for t in (q, k, v)), attn_mask=mask)
-        hint = _diagnose(
+        hint = diagnose(
             y,
             [
                 (no_proj, "the output projection is missing: y = merge_heads(...) @ w_o.T + b_o"),
@@ -320,15 +308,17 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
                 (F.linear(swapped.transpose(1, 2).reshape(B, T, C), w_o, b_o),
                  "q and k are swapped: the rows of w_qkv are [q | k | v], in that order"),
                 (F.linear(mixed.transpose(1, 2).reshape(B, T, C), w_o, b_o),
-                 "the heads were split by a reshape to (B, nh, T, hs) without a transpose, which mixes tokens "
-                 "across heads: view to (B, T, nh, hs), then .transpose(1, 2)"),
+                 "the heads were split by a reshape to (B, nh, T, hs) without a transpose, which mixes "
+                 "tokens across heads: view to (B, T, nh, hs), then .transpose(1, 2)"),
             ],
-            "q, k, v = F.linear(x, w_qkv, b_qkv).split(C, dim=-1); split heads; attend per head; merge; project",
+            "q, k, v = F.linear(x, w_qkv, b_qkv).split(C, dim=-1); split heads; "
+            "attend per head; merge; project",
         )
-        worst = max(worst, assert_close(y, expected, f"output ({name})", hint=hint, atol=ATOL, rtol=ATOL))
+        worst = max(worst, assert_close(y, expected, f"output ({name})", hint=hint))
         expect(
             isinstance(weights, torch.Tensor) and weights.shape == (B, nh, T, T),
-            f"weights must have shape (B, nh, T, T) = {(B, nh, T, T)}; got {fmt(getattr(weights, 'shape', weights))}",
+            f"weights must have shape (B, nh, T, T) = {(B, nh, T, T)}; got "
+            f"{fmt(getattr(weights, 'shape', weights))}",
             hint="return the per-head attention weights from your scaled_dot_product_attention",
         )
     # the same numbers as the shared GPT's attention layer with these weights copied in
@@ -339,8 +329,10 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
         layer.c_proj.weight.copy_(w_o)
         layer.c_proj.bias.copy_(b_o)
         model_y = layer(x, is_causal=True)
-    err = assert_close(call(mha, x, w_qkv, b_qkv, w_o, b_o, nh, causal)[0], model_y, "vs shared.model.CausalSelfAttention")
+    err = assert_close(call(mha, x, w_qkv, b_qkv, w_o, b_o, nh, causal)[0], model_y,
+                       "vs shared.model.CausalSelfAttention")
     return (
-        f"4 heads, C=16: matches a reference built on F.scaled_dot_product_attention with the same projections "
-        f"(no mask and causal), max abs err {worst:.1e}, and shared.model.CausalSelfAttention ({err:.1e})"
+        "4 heads, C=16: matches a reference built on F.scaled_dot_product_attention with the same "
+        f"projections (no mask and causal), max abs err {worst:.1e}, and shared.model.CausalSelfAttention "
+        f"({err:.1e})"
     )

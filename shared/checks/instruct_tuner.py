@@ -1,7 +1,8 @@
-"""Checks for project 14 (instruction tuning and LoRA): one check per TODO of ``14_instruct_tuner/solution.ipynb``.
+"""Checks for project 14 (instruction tuning and LoRA): one check per TODO of
+``14_instruct_tuner/solution.ipynb``.
 
-* TODO 1 ``build_example``: the chat template ``<|user|> prompt <|assistant|> response <|end|>`` with the three
-  special tokens taken from :data:`shared.pretrained.RESERVED`, and the index where the response starts;
+* TODO 1 ``build_example``: the chat template ``<|user|> prompt <|assistant|> response <|end|>`` with the
+  three special tokens taken from :data:`shared.pretrained.RESERVED`, and the index where the response starts;
 * TODO 2 ``sft_batch``: right-padded inputs and shifted targets with ``IGNORE_INDEX`` (-100) on every position
   whose target is a prompt token or padding (Ouyang et al. 2022, §3.5: the loss is on the response);
 * TODO 3 ``sft_train``: the supervised fine-tuning loop, compared step by step with a reference AdamW loop;
@@ -23,9 +24,11 @@ import torch
 import torch.nn.functional as F
 
 from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
-from shared.data import IGNORE_INDEX, CharTokenizer
+from shared.checks.compare import expect_tensors, gen
+from shared.data import IGNORE_INDEX
 from shared.model import GPT, GPTConfig
 from shared.pretrained import RESERVED, base_tokenizer
+from shared.tokenizers import CharTokenizer
 
 __all__ = [
     "USER",
@@ -46,16 +49,13 @@ __all__ = [
 USER, ASSISTANT, END = RESERVED[0], RESERVED[1], RESERVED[2]
 
 
-def _gen(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(seed)
-
-
 def reference_example(prompt: str, response: str, tok: CharTokenizer) -> tuple[list[int], int]:
     """``USER + prompt + ASSISTANT + response + END`` as ids, and the index of the first response token."""
     return tok.encode(USER + prompt + ASSISTANT + response + END), len(prompt) + 2
 
 
-def reference_sft_batch(examples: list[tuple[list[int], int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+def reference_sft_batch(examples: list[tuple[list[int], int]],
+                        pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
     """x (B, T) right-padded with ``pad_id``; y (B, T) = next token on response positions, -100 elsewhere.
 
     T = longest example - 1. Position t predicts token t + 1, so the targets that count are
@@ -78,8 +78,10 @@ def reference_sft_train(
     lr: float,
     weight_decay: float = 0.0,
 ) -> list[float]:
-    """AdamW on the trainable parameters, one batch ``get_batch(step)`` per step; the loss before each update."""
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr, weight_decay=weight_decay)
+    """AdamW on the trainable parameters, one batch ``get_batch(step)`` per step;
+    the loss before each update."""
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr,
+                            weight_decay=weight_decay)
     model.train()
     losses = []
     for step in range(steps):
@@ -116,16 +118,18 @@ def check_build_example(fn: Callable[[str, str, CharTokenizer], tuple[list[int],
             raise CheckFailed(
                 f"{shown}: the sequence does not end with the END token\n"
                 f"   expected: {want_ids}\n   got:      {ids}\n"
-                "   hint: append END after the response: without the end token the model never learns to stop, "
-                "and generation rambles on"
+                "   hint: append END after the response: without the end token the model never learns to "
+                "stop, and generation rambles on"
             )
         if text and (USER not in text or ASSISTANT not in text):
             raise CheckFailed(
-                f"{shown}: the USER or ASSISTANT token is missing\n   expected: {want_ids}\n   got:      {ids}\n"
+                f"{shown}: the USER or ASSISTANT token is missing\n   expected: {want_ids}\n   got:      "
+                f"{ids}\n"
                 "   hint: USER + prompt + ASSISTANT + response + END, five pieces in this order"
             )
         expect_equal(ids, want_ids, f"{shown}: wrong token ids",
-                     hint="tok.encode(USER + prompt + ASSISTANT + response + END), no spaces or newlines added")
+                     hint="tok.encode(USER + prompt + ASSISTANT + response + "
+                          "END), no spaces or newlines added")
         if start == want_start - 1:
             raise CheckFailed(
                 f"{shown}: response_start points at the ASSISTANT token, one too early\n"
@@ -135,7 +139,8 @@ def check_build_example(fn: Callable[[str, str, CharTokenizer], tuple[list[int],
         expect_equal(start, want_start, f"{shown}: wrong response_start (index of the first response token)",
                      hint="ids[start] must be the first response character (or END for an empty response)")
     return (f"{len(cases)} examples: ids of USER + prompt + ASSISTANT + response + END (tokens "
-            f"{tok.encode(USER)[0]}, {tok.encode(ASSISTANT)[0]}, {tok.encode(END)[0]}) and the response start")
+            f"{tok.encode(USER)[0]}, {tok.encode(ASSISTANT)[0]}, {tok.encode(END)[0]}) and the response "
+            "start")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 2
@@ -148,21 +153,20 @@ def _sft_examples() -> tuple[list[tuple[list[int], int]], int]:
 
 
 @learner_check(2, "sft_batch")
-def check_sft_batch(fn: Callable[[list[tuple[list[int], int]], int], tuple[torch.Tensor, torch.Tensor]]) -> str:
+def check_sft_batch(fn: Callable[[list[tuple[list[int], int]], int],
+                                 tuple[torch.Tensor, torch.Tensor]]) -> str:
     examples, pad_id = _sft_examples()
     out = call(fn, [(list(ids), s) for ids, s in examples], pad_id)
-    expect(
-        isinstance(out, tuple) and len(out) == 2 and all(isinstance(t, torch.Tensor) for t in out),
-        f"sft_batch must return a pair of tensors (x, y), got {fmt(out, 80)}",
-        hint="return x, y",
-    )
-    x, y = out
+    x, y = expect_tensors(out, 2, f"sft_batch must return a pair of tensors (x, y), got {fmt(out, 80)}",
+                          "return x, y")
     want_x, want_y = reference_sft_batch(examples, pad_id)
     for name, got, want in (("x", x, want_x), ("y", y, want_y)):
         expect(got.shape == want.shape and got.dtype == torch.long,
                f"{name} must be a long tensor of shape {tuple(want.shape)} (B, longest - 1), got {got.dtype} "
-               f"{tuple(got.shape)}", hint="T = max(len(ids)) - 1: inputs drop the last token, targets the first")
-    expect_equal(x, want_x, "x (inputs) differ", hint="x[b, :n] = ids[:-1] with n = len(ids) - 1, then pad_id")
+               f"{tuple(got.shape)}",
+               hint="T = max(len(ids)) - 1: inputs drop the last token, targets the first")
+    expect_equal(x, want_x, "x (inputs) differ",
+                 hint="x[b, :n] = ids[:-1] with n = len(ids) - 1, then pad_id")
     counted, want_counted = y != IGNORE_INDEX, want_y != IGNORE_INDEX  # (B, T) bool
     prompt_pos = torch.zeros_like(want_counted)  # targets that are prompt tokens
     for b, (_ids, start) in enumerate(examples):
@@ -175,7 +179,8 @@ def check_sft_batch(fn: Callable[[list[tuple[list[int], int]], int], tuple[torch
             "   hint: fill y with IGNORE_INDEX (-100), not pad_id; only response targets are real tokens")
     if not counted.any():
         raise CheckFailed("every target is -100: nothing would be learned\n"
-                          "   hint: keep the targets of the response (and END); ignore only prompt and padding")
+                          "   hint: keep the targets of the response (and "
+                          "END); ignore only prompt and padding")
     if not (counted & want_counted).any() and (counted & prompt_pos).any():
         raise CheckFailed(
             "the mask is inverted: the prompt is trained and the response is masked\n"
@@ -192,7 +197,8 @@ def check_sft_batch(fn: Callable[[list[tuple[list[int], int]], int], tuple[torch
         raise CheckFailed(
             "off by one: the target at the ASSISTANT position (the FIRST response token) is masked\n"
             f"   expected y[0]: {want_y[0].tolist()}\n   got y[0]:      {y[0].tolist()}\n"
-            "   hint: y is shifted: position start - 1 (the ASSISTANT token) predicts ids[start], so keep y[b, start - 1]")
+            "   hint: y is shifted: position start - 1 (the ASSISTANT token) predicts "
+            "ids[start], so keep y[b, start - 1]")
     if counted[rows, first - 1].all():
         raise CheckFailed(
             "off by one: the target at position start - 2 (predicting the ASSISTANT token) is counted\n"
@@ -208,10 +214,12 @@ def check_sft_batch(fn: Callable[[list[tuple[list[int], int]], int], tuple[torch
             "some prompt targets are not masked\n"
             f"   expected y: {want_y.tolist()}\n   got y:      {y.tolist()}\n"
             "   hint: set y[b, t] = -100 for every t < start - 1")
-    expect_equal(y, want_y, "y (targets) differ", hint="y[b, t] = ids[t + 1] for start - 1 <= t < len(ids) - 1")
+    expect_equal(y, want_y, "y (targets) differ",
+                 hint="y[b, t] = ids[t + 1] for start - 1 <= t < len(ids) - 1")
     n = int(want_counted.sum())
-    return (f"4 examples padded to T = {x.shape[1]}: x as the ids without their last token; y counts exactly the "
-            f"{n} response targets (from the ASSISTANT position on, END included), -100 on prompt and padding")
+    return (f"4 examples padded to T = {x.shape[1]}: x as the ids without their last token; y counts "
+            f"exactly the {n} response targets (from the ASSISTANT position on, END included), -100 on "
+            "prompt and padding")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -222,7 +230,7 @@ def _tiny_sft_setup() -> tuple[GPT, Callable[[int], tuple[torch.Tensor, torch.Te
     model = GPT(GPTConfig(vocab_size=13, block_size=12, n_layer=1, n_head=2, d_model=16, dropout=0.0))
     model.transformer.wpe.weight.requires_grad_(False)  # a frozen part: it must not move
     batches = []
-    g = _gen(3)
+    g = gen(3)
     for _ in range(6):
         x = torch.randint(0, 13, (4, 10), generator=g)  # (B, T)
         y = torch.randint(0, 13, (4, 10), generator=g)
@@ -252,16 +260,21 @@ def check_sft_train(fn: Callable[..., list[float]]) -> str:
            hint="one batch per step: x, y = get_batch(step)")
     expect(all(isinstance(v, float) for v in got), "the losses must be Python floats",
            hint="loss.item(), not the tensor (a tensor keeps the whole graph alive)")
-    expect(torch.equal(model.transformer.wpe.weight, frozen), "a frozen parameter (requires_grad=False) changed",
-           hint="give AdamW only [p for p in model.parameters() if p.requires_grad] and use weight_decay as given")
+    expect(torch.equal(model.transformer.wpe.weight, frozen),
+           "a frozen parameter (requires_grad=False) changed",
+           hint="give AdamW only [p for p in model.parameters() if "
+                "p.requires_grad] and use weight_decay as given")
     got_t, want_t = torch.tensor(got), torch.tensor(want)
     if abs(got[0] - want[0]) < 1e-5 and not torch.allclose(got_t, want_t, atol=1e-4):
-        moved = any(not torch.equal(p, q) for p, q in zip(model.parameters(), initial.parameters(), strict=True))
+        moved = any(not torch.equal(p, q) for p, q in zip(model.parameters(), initial.parameters(),
+                                                          strict=True))
         hint = ("gradients pile up across steps: call opt.zero_grad() every step before loss.backward()"
                 if moved else "the weights never moved: call opt.step() after loss.backward()")
-        raise CheckFailed(f"the first loss matches but later ones do not\n   expected: {want}\n   got:      {got}\n"
+        raise CheckFailed(f"the first loss matches but later ones do not\n   expected: {want}\n   got:      "
+                          f"{got}\n"
                           f"   hint: {hint}")
-    assert_close(got_t, want_t, "the per-step losses differ from a reference AdamW loop", atol=1e-4, rtol=1e-4,
+    assert_close(got_t, want_t, "the per-step losses differ from a reference AdamW loop", atol=1e-4,
+                 rtol=1e-4,
                  hint="loss = model(x, y)[1]; zero_grad, backward, step; AdamW(trainable, lr=lr, "
                       "weight_decay=weight_decay); record loss.item() before the update")
     for (name, p), q in zip(model.named_parameters(), ref_model.parameters(), strict=True):
@@ -277,8 +290,9 @@ def check_sft_train(fn: Callable[..., list[float]]) -> str:
 @learner_check(4, "init_lora")
 def check_init_lora(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, float]]) -> str:
     in_f, out_f, r, alpha = 256, 48, 8, 16
-    out = call(fn, in_f, out_f, r, alpha, generator=_gen(0))
-    expect(isinstance(out, tuple) and len(out) == 3, f"init_lora must return (A, B, scale), got {fmt(out, 80)}",
+    out = call(fn, in_f, out_f, r, alpha, generator=gen(0))
+    expect(isinstance(out, tuple) and len(out) == 3,
+           f"init_lora must return (A, B, scale), got {fmt(out, 80)}",
            hint="return A, B, scale")
     A, B, scale = out
     expect(isinstance(A, torch.Tensor) and tuple(A.shape) == (r, in_f),
@@ -292,7 +306,8 @@ def check_init_lora(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, float]])
             f"B is not zero at initialisation (max |B| = {float(B.abs().max()):.3g})\n"
             "   hint: B starts at zero (Hu et al. 2021, §4.1) so that B @ A = 0 and the adapted model starts "
             "EXACTLY equal to the base model")
-    expect(not isinstance(scale, torch.Tensor), "scale must be a Python float, not a tensor", hint="alpha / r")
+    expect(not isinstance(scale, torch.Tensor), "scale must be a Python float, not a tensor",
+           hint="alpha / r")
     if math.isclose(float(scale), r / alpha):
         raise CheckFailed(f"scale is inverted\n   expected: {alpha / r}\n   got:      {scale}\n"
                           "   hint: scale = alpha / r (alpha=16, r=8 gives 2.0)")
@@ -305,13 +320,14 @@ def check_init_lora(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, float]])
     expect(float(A.std()) > 0, "A is constant: with B = 0 and A = 0 the gradients of both are zero forever",
            hint="A ~ U(-1/sqrt(in_features), 1/sqrt(in_features)), drawn with the generator")
     expect(float(A.abs().max()) <= bound + 1e-6,
-           f"A has values up to {float(A.abs().max()):.4f}, beyond the bound 1/sqrt(in_features) = {bound:.4f}",
+           f"A has values up to {float(A.abs().max()):.4f}, beyond the bound 1/sqrt(in_features) = "
+           f"{bound:.4f}",
            hint="A.uniform_(-bound, bound, generator=generator) with bound = 1 / math.sqrt(in_features)")
     std, want_std = float(A.std()), bound / math.sqrt(3)
     expect(abs(std - want_std) < 0.1 * want_std,
            f"A's standard deviation is {std:.4f}; U(-b, b) with b = {bound:.4f} has {want_std:.4f}",
            hint="draw A uniformly in [-1/sqrt(in_features), 1/sqrt(in_features)]")
-    A2, _, _ = call(fn, in_f, out_f, r, alpha, generator=_gen(0))
+    A2, _, _ = call(fn, in_f, out_f, r, alpha, generator=gen(0))
     expect(torch.equal(A, A2), "two calls with equal generators gave different A",
            hint="draw A with generator=generator")
     return (f"A {tuple(A.shape)} ~ U(±{bound:.4f}) (std within 10 % of b/√3), B {tuple(B.shape)} all zero, "
@@ -322,7 +338,7 @@ def check_init_lora(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, float]])
 
 
 def _lora_tensors(bias: bool, seed: int = 1) -> dict[str, Any]:
-    g = _gen(seed)
+    g = gen(seed)
     in_f, out_f, r = 12, 10, 3
     return dict(
         x=torch.randn(2, 5, in_f, generator=g),  # (B, T, in)
@@ -350,7 +366,8 @@ def check_lora_forward(fn: Callable[..., torch.Tensor]) -> str:
             if torch.allclose(got, F.linear(t["x"], t["weight"], t["bias"]), atol=1e-5):
                 raise CheckFailed("the output ignores the adapter: it is the frozen layer alone\n"
                                   "   hint: add scale * (x @ A.T) @ B.T")
-        worst = max(worst, assert_close(got, want, f"lora_forward (bias={bias}) vs F.linear(x, W + scale·B@A, b)",
+        worst = max(worst, assert_close(got, want,
+                                        f"lora_forward (bias={bias}) vs F.linear(x, W + scale·B@A, b)",
                                         hint="y = x @ W.T + b + scale * (x @ A.T) @ B.T"))
     t = _lora_tensors(True)
     zero_b = torch.zeros_like(t["B"])
@@ -359,8 +376,8 @@ def check_lora_forward(fn: Callable[..., torch.Tensor]) -> str:
     if not torch.equal(got0, base):
         raise CheckFailed(
             f"with B = 0 the output differs from the base layer by {float((got0 - base).abs().max()):.2e}\n"
-            "   hint: compute the frozen path exactly as nn.Linear does, F.linear(x, weight, bias), and ADD the "
-            "low-rank path: then a fresh adapter changes nothing, bit for bit")
+            "   hint: compute the frozen path exactly as nn.Linear does, F.linear(x, weight, bias), and ADD "
+            "the low-rank path: then a fresh adapter changes nothing, bit for bit")
     return (f"matches F.linear(x, W + scale·B@A, b) with and without bias ({within(worst, 1e-5)}); "
             "with B = 0 it equals the frozen layer exactly")
 

@@ -1,0 +1,4 @@
+"""Tooling around the notebooks.
+
+``notebooks``: starter generation and execution; ``cli``: the ``hardway`` command.
+"""
