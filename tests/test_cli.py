@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -220,11 +221,8 @@ def test_doctor_on_a_healthy_environment_exits_0():
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "torch" in result.stdout and "no problems found" in result.stdout
-    names = [
-        line.split()[-2]
-        for line in result.stdout.splitlines()
-        if line.startswith("  ") and len(line.split()) >= 2
-    ]
+    listed = re.compile(r"^  (?:\([\w-]+\) )?(\S+)\s+\S")  # "  name version" or "  (extra) name version"
+    names = [m.group(1) for line in result.stdout.splitlines() if (m := listed.match(line))]
     assert names and len(names) == len(set(names)), f"a package is listed twice: {names}"
 
 

@@ -463,13 +463,14 @@ def _doctor_packages(problems: list[str]) -> None:
         if name.lower() in listed:  # in several extras (dev and hf): list it once
             continue
         listed.add(name.lower())
-        optional = "extra ==" in req
+        extra = re.search(r"extra\s*==\s*['\"]([\w-]+)['\"]", req)
         version = _version(name)
-        print(f"{'  (dev) ' if optional else '  '}{name:<16} {version or 'MISSING'}")
-        if version is None and not optional:
+        tag = f"  ({extra.group(1)}) " if extra else "  "
+        print(f"{tag}{name:<16} {version or ('MISSING' if not extra else 'not installed')}")
+        if version is None and not extra:
             problems.append(f"{name} is missing: run `pip install -e \".[dev]\"` in the repository")
         elif version is None:
-            print(f"    note: {name} is needed only for the test suite (`pip install -e \".[dev]\"`)")
+            print(f"    note: {name} is optional: `pip install -e \".[{extra.group(1)}]\"` when you want it")
 
 
 def _doctor_corpus(problems: list[str]) -> None:
