@@ -25,6 +25,7 @@ Data and training
 Measuring and showing
 - ``shared.device``       — device choice, seeding, threads, timing, peak memory, CUDA-only cells
 - ``shared.plotting``     — one plotting style, loss curves, heatmaps, log-log fits, token pictures
+- ``shared.yardstick``    — n-gram baselines, a model's loss by context length, one report line
 
 Outside the curriculum
 - ``shared.hf``           — export to and import from Hugging Face transformers (GPT-2, Llama)
