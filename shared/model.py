@@ -313,13 +313,29 @@ class Block(nn.Module):
         self.ln_2 = make_norm(config)
         self.mlp = MoE(config) if config.n_experts > 0 else MLP(config)
 
-    def forward(self, x: torch.Tensor, **attn_kwargs) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, keep_sublayers: list[dict[str, torch.Tensor]] | None = None, **attn_kwargs
+    ) -> torch.Tensor:
+        """x: (B, T, C) -> (B, T, C). keep_sublayers: a list to append this block's
+        {"attn_in", "attn_out", "mlp_in", "mlp_out"} to, each (B, T, C) (``GPT.record`` passes it)."""
         if self.pre_norm:
-            x = x + self.attn(self.ln_1(x), **attn_kwargs)  # (B, T, C)
-            x = x + self.mlp(self.ln_2(x))  # (B, T, C)
+            attn_in = self.ln_1(x)  # (B, T, C)
+            attn_out = self.attn(attn_in, **attn_kwargs)  # (B, T, C)
+            x = x + attn_out
+            mlp_in = self.ln_2(x)  # (B, T, C)
+            mlp_out = self.mlp(mlp_in)  # (B, T, C)
+            x = x + mlp_out
         else:
-            x = self.ln_1(x + self.attn(x, **attn_kwargs))  # (B, T, C)
-            x = self.ln_2(x + self.mlp(x))  # (B, T, C)
+            attn_in = x
+            attn_out = self.attn(x, **attn_kwargs)  # (B, T, C)
+            x = self.ln_1(x + attn_out)
+            mlp_in = x
+            mlp_out = self.mlp(x)  # (B, T, C)
+            x = self.ln_2(x + mlp_out)
+        if keep_sublayers is not None:
+            keep_sublayers.append(
+                {"attn_in": attn_in, "attn_out": attn_out, "mlp_in": mlp_in, "mlp_out": mlp_out}
+            )
         return x
 
 
@@ -437,10 +453,11 @@ class GPT(nn.Module):
         rec = self._recording
         weights = [] if rec is not None and rec.want_attention else None  # per layer (B, nh, T, S)
         residual = [x] if rec is not None and rec.want_residual else None  # per layer (B, T, C)
+        sublayers = [] if rec is not None and rec.want_sublayers else None  # per layer, 4 x (B, T, C)
         for layer_idx, block in enumerate(self.transformer.h):
             x = block(
-                x, rope=rope, attn_bias=attn_bias, is_causal=is_causal, kv_cache=kv_cache,
-                layer_idx=layer_idx, start_pos=start_pos, keep_weights=weights,
+                x, keep_sublayers=sublayers, rope=rope, attn_bias=attn_bias, is_causal=is_causal,
+                kv_cache=kv_cache, layer_idx=layer_idx, start_pos=start_pos, keep_weights=weights,
             )  # (B, T, C)
             if residual is not None:
                 residual.append(x)
@@ -448,7 +465,7 @@ class GPT(nn.Module):
             kv_cache.length = S
         x = self.transformer.ln_f(x)  # (B, T, C)
         if rec is not None:
-            rec.keep(weights, residual, x)
+            rec.keep(weights, residual, x, sublayers)
         logits = self.lm_head(x)  # (B, T, V)
 
         if c.n_experts > 0:
@@ -499,7 +516,7 @@ class GPT(nn.Module):
 
     @contextmanager
     def record(
-        self, attention: bool = False, hidden: bool = False, residual: bool = False
+        self, attention: bool = False, hidden: bool = False, residual: bool = False, sublayers: bool = False
     ) -> Iterator[Recording]:
         """Record what the forward passes inside the with-block compute; yields a ``Recording``.
 
@@ -509,6 +526,8 @@ class GPT(nn.Module):
             rec.hidden     # (B, T, C): the final normalised hidden state, the input of lm_head
             rec.residual   # n_layer + 1 tensors (B, T, C): the residual stream entering each block,
                            # then the last block's output (before ln_f)
+            rec.sublayers  # per layer {"attn_in", "attn_out", "mlp_in", "mlp_out"}: what the block's
+                           # attention and feed-forward layers receive and return, (B, T, C) each
 
         Each forward call replaces what the previous one recorded. Nothing is detached, so
         gradients flow through ``rec.hidden`` (e.g. into a value head) as through the logits.
@@ -516,7 +535,9 @@ class GPT(nn.Module):
         ``attn_impl="manual"``), so under "sdpa" the outputs can differ from an unrecorded pass in
         the last float bits; hidden and residual states are read without changing anything.
         """
-        rec = Recording(want_attention=attention, want_hidden=hidden, want_residual=residual)
+        rec = Recording(
+            want_attention=attention, want_hidden=hidden, want_residual=residual, want_sublayers=sublayers
+        )
         outer, self._recording = self._recording, rec
         try:
             yield rec
@@ -657,18 +678,25 @@ class Recording:
 
     attention: per layer (B, nh, T, S) softmax weights; hidden: (B, T, C) the input of ``lm_head``;
     residual: n_layer + 1 tensors (B, T, C), the residual stream entering each block and the last
-    block's output. A field that was not asked for (or before any forward) stays empty / None.
+    block's output; sublayers: per layer the inputs and outputs of the attention and feed-forward
+    layers. A field that was not asked for (or before any forward) stays empty / None.
     """
 
     want_attention: bool = False
     want_hidden: bool = False
     want_residual: bool = False
+    want_sublayers: bool = False
     attention: list[torch.Tensor] = field(default_factory=list)
     hidden: torch.Tensor | None = None
     residual: list[torch.Tensor] = field(default_factory=list)
+    sublayers: list[dict[str, torch.Tensor]] = field(default_factory=list)
 
     def keep(
-        self, attention: list[torch.Tensor] | None, residual: list[torch.Tensor] | None, hidden: torch.Tensor
+        self,
+        attention: list[torch.Tensor] | None,
+        residual: list[torch.Tensor] | None,
+        hidden: torch.Tensor,
+        sublayers: list[dict[str, torch.Tensor]] | None = None,
     ) -> None:
         """Store one forward pass's tensors (called by ``GPT.forward``)."""
         if self.want_attention and attention is not None:
@@ -677,3 +705,5 @@ class Recording:
             self.residual = residual
         if self.want_hidden:
             self.hidden = hidden
+        if self.want_sublayers and sublayers is not None:
+            self.sublayers = sublayers

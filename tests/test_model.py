@@ -886,6 +886,27 @@ def test_record_hidden_is_the_input_of_lm_head_and_carries_gradients():
     assert m._recording is None  # the with-block ended: later passes record nothing
 
 
+@pytest.mark.parametrize("placement", ["pre", "post"])
+def test_record_sublayers_are_what_attention_and_ffn_receive_and_return(placement):
+    m = GPT(tiny(norm_placement=placement))
+    x = torch.randint(V, (2, 7), generator=torch.Generator().manual_seed(5))
+    seen = []  # the reference: hooks on the blocks' attention and feed-forward layers
+    hooks = [mod.register_forward_hook(lambda mod, inp, out: seen.append((inp[0], out)))
+             for b in m.transformer.h for mod in (b.attn, b.mlp)]
+    with m.record(sublayers=True, residual=True) as rec:
+        logits, _ = m(x)
+    for h in hooks:
+        h.remove()
+    assert logits.shape == (2, 7, V) and len(rec.sublayers) == m.config.n_layer
+    for layer, got in enumerate(rec.sublayers):
+        (a_in, a_out), (f_in, f_out) = seen[2 * layer], seen[2 * layer + 1]
+        assert got["attn_in"] is a_in and got["attn_out"] is a_out
+        assert got["mlp_in"] is f_in and got["mlp_out"] is f_out
+    if placement == "pre":  # the residual stream adds exactly the two sublayer outputs
+        b0 = rec.sublayers[0]
+        torch.testing.assert_close(rec.residual[1], rec.residual[0] + b0["attn_out"] + b0["mlp_out"])
+
+
 def test_no_state_flag_on_the_model_steers_its_own_checks():
     m = model()
     before = dict(vars(m))

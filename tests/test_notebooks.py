@@ -396,8 +396,8 @@ def _internals_used(source: str) -> list[str]:
     found = []
     if re.search(r"\bglobals\(\)", source):
         found.append("swaps or reads functions through globals()")
-    if re.search(r"\b(ln_f|ln_1|ln_2|attn_dropout|resid_dropout|drop)\.register_forward", source):
-        found.append("hooks an internal module to read states (use GPT.record)")
+    if re.search(r"\.register_forward(_pre)?_hook\(", source):
+        found.append("hooks a module of the model to read its states (use GPT.record)")
     try:
         tree = ast.parse(source)
     except SyntaxError:  # IPython magics: nothing of the model's API in them
