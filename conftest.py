@@ -27,11 +27,19 @@ def pytest_configure(config) -> None:
     os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")
 
 
-# Projects 14 and 15 (and their starters, run by tests/test_notebooks.py) start from the shared
-# pre-trained base model, which the first caller trains (about a minute) and caches. The controller does
-# that once, before the workers start, so that two notebooks never pre-train it side by side. Each
-# notebook's own wall time then measures the project, as a learner's second run does.
+# Some projects (and their starters, run by tests/test_notebooks.py) start from a shared pre-trained model,
+# which the first caller trains and caches: the base model of 14 and 15 (about a minute) and the corpus
+# model of 04 and 07 (about four minutes). The controller does that once, before the workers start, so
+# that two notebooks never pre-train a model side by side. Each notebook's own wall time then measures the
+# project, as a learner's second run does.
 _NEEDS_BASE_MODEL = ("14_instruct_tuner", "15_ppo_loop", "tests/test_notebooks.py")
+_NEEDS_CORPUS_MODEL = ("04_attention_lab", "07_entropy_plotter", "tests/test_notebooks.py",
+                       "tests/test_app_07_entropy_plotter.py")
+
+
+def _asked_for(root: Path, targets: list[Path], parts: tuple[str, ...]) -> bool:
+    needed = [root / part for part in parts]
+    return any(path.is_relative_to(t) or t.is_relative_to(path) for t in targets for path in needed)
 
 
 def pytest_sessionstart(session) -> None:
@@ -39,14 +47,18 @@ def pytest_sessionstart(session) -> None:
     if getattr(config, "workerinput", None) is not None or config.getoption("collectonly"):
         return
     root = Path(str(config.rootpath)).resolve()
-    needed = [root / part for part in _NEEDS_BASE_MODEL]
     targets = [Path(arg.split("::")[0]).resolve() for arg in config.args]
-    if not any(path.is_relative_to(t) or t.is_relative_to(path) for t in targets for path in needed):
-        return
-    from shared.pretrained import base_checkpoint_path, load_base_model
+    from shared.pretrained import (
+        base_checkpoint_path,
+        corpus_checkpoint_path,
+        load_base_model,
+        load_corpus_model,
+    )
 
-    if not base_checkpoint_path().is_file():
+    if _asked_for(root, targets, _NEEDS_BASE_MODEL) and not base_checkpoint_path().is_file():
         load_base_model(verbose=True)
+    if _asked_for(root, targets, _NEEDS_CORPUS_MODEL) and not corpus_checkpoint_path().is_file():
+        load_corpus_model(verbose=True)
 
 
 # Importing streamlit (tests/test_app_07_*) sets os.environ["MPLBACKEND"] = "Agg" for the whole process;

@@ -19,7 +19,7 @@ Data and training
 - ``shared.train``        — the one training loop: AdamW, warmup + cosine, clipping, evaluation, history
 - ``shared.tracking``     — optional experiment tracking for the training loop
 - ``shared.checkpoint``   — checkpoints saved atomically with a checksum, loaded with weights_only
-- ``shared.pretrained``   — the Shakespeare base model of projects 14-15, trained once and cached
+- ``shared.pretrained``   — the Shakespeare base (14-15) and corpus (04, 07) models, trained once, cached
 - ``shared.sweep``        — the scaling-law sweep runner of project 16 (also under torchrun)
 
 Measuring and showing

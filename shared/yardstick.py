@@ -69,6 +69,8 @@ __all__ = [
     "K_GRID",
     "HOLDOUT_FRACTION",
     "NgramScore",
+    "NgramModel",
+    "fit_ngram",
     "ngram_baselines",
     "text_baselines",
     "corpus_baselines",
@@ -180,6 +182,44 @@ def _nats(counts: _Counts, ids: np.ndarray, order: int, vocab_size: int, ks: Seq
     c_gram = _lookup(counts.grams, counts.gram_counts, queries).astype(np.float64)  # (M,) C(h c)
     c_context = _lookup(counts.contexts, counts.context_counts, queries // vocab_size).astype(np.float64)
     return np.array([-np.mean(np.log(c_gram + k) - np.log(c_context + k * vocab_size)) for k in ks])
+
+
+@dataclass(frozen=True, eq=False)
+class NgramModel:
+    """An add-k n-gram model fitted by :func:`fit_ngram`; :meth:`nats` scores any ids with it.
+
+    Use it to score text a model *wrote* (e.g. samples) under a count-based model of the training text,
+    with the ``k`` that :func:`ngram_baselines` chose (``NgramScore.k``).
+    """
+
+    order: int
+    k: float
+    vocab_size: int
+    _counts: _Counts
+
+    def nats(self, ids: Any) -> np.ndarray:
+        """(len(ids) − order + 1,) −log P of each position of ``ids`` that has a full context."""
+        array = _as_ids("NgramModel.nats", "ids", ids, self.vocab_size)
+        if len(array) < self.order:
+            raise ValueError(f"NgramModel.nats: len(ids)={len(array)} must be >= order={self.order}")
+        queries = _ngram_codes(array, self.order, self.vocab_size)  # (M,)
+        counts = self._counts
+        c_gram = _lookup(counts.grams, counts.gram_counts, queries).astype(np.float64)  # (M,)
+        c_context = _lookup(counts.contexts, counts.context_counts, queries // self.vocab_size)
+        return -(np.log(c_gram + self.k) - np.log(c_context.astype(np.float64) + self.k * self.vocab_size))
+
+
+def fit_ngram(train_ids: Any, vocab_size: int, order: int, k: float) -> NgramModel:
+    """The add-k n-gram model of ``order`` with smoothing ``k`` (> 0) counted on ``train_ids``."""
+    if not is_int(vocab_size) or vocab_size < 1:
+        raise ValueError(f"fit_ngram: vocab_size={vocab_size!r} must be an int >= 1")
+    (order,) = _check_orders("fit_ngram", [order], vocab_size)
+    if not isinstance(k, (int, float)) or isinstance(k, bool) or not (math.isfinite(k) and k > 0):
+        raise ValueError(f"fit_ngram: k={k!r} must be a finite number > 0")
+    train = _as_ids("fit_ngram", "train_ids", train_ids, vocab_size)
+    if len(train) < order:
+        raise ValueError(f"fit_ngram: len(train_ids)={len(train)} must be >= order={order}")
+    return NgramModel(order, float(k), vocab_size, _count(train, order, vocab_size))
 
 
 def ngram_baselines(

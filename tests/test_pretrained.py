@@ -107,3 +107,41 @@ def test_pretraining_runs_on_one_thread_and_puts_the_callers_choice_back(tmp_pat
         assert torch.get_num_threads() == 2  # the caller's setting is back
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.fixture
+def tiny_corpus_recipe(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(pretrained, "CORPUS_TRAIN", dataclasses.replace(pretrained.CORPUS_TRAIN, max_steps=3,
+                                                                        warmup_steps=1, eval_interval=3,
+                                                                        eval_iters=1, batch_size=4))
+
+
+def test_the_corpus_model_has_its_own_cache_file_tokenizer_and_thread_count(tmp_path, tiny_corpus_recipe,
+                                                                             monkeypatch, capsys):
+    seen = []
+    real_train = pretrained.train
+    monkeypatch.setattr(pretrained, "train", lambda *a, **k: (seen.append(torch.get_num_threads()),
+                                                              real_train(*a, **k))[1])
+    before = torch.get_num_threads()
+    model, tok = pretrained.load_corpus_model(cache_dir=tmp_path)
+    assert seen == [pretrained.CORPUS_THREADS] and torch.get_num_threads() == before
+    assert "pre-training the corpus model" in capsys.readouterr().out
+    path = pretrained.corpus_checkpoint_path(tmp_path)
+    assert path.name.startswith("corpus_shakespeare_char_") and path.is_file()
+    assert path != pretrained.base_checkpoint_path(tmp_path)
+    assert tok == pretrained.base_tokenizer() and model.config == pretrained.CORPUS_CONFIG
+    again, _ = pretrained.load_corpus_model(cache_dir=tmp_path)
+    assert "loaded the corpus model" in capsys.readouterr().out
+    assert _same_weights(model, again) and not again.training
+    with pytest.raises(ValueError, match="load_corpus_model: retrain=1 must be True or False"):
+        pretrained.load_corpus_model(cache_dir=tmp_path, retrain=1)
+
+
+def test_the_corpus_recipe_is_the_stronger_model_and_its_key_covers_the_thread_count(monkeypatch):
+    params = sum(p.numel() for p in pretrained.GPT(pretrained.CORPUS_CONFIG).parameters())
+    base = sum(p.numel() for p in pretrained.GPT(pretrained.BASE_CONFIG).parameters())
+    assert params > 2 * base
+    key = pretrained._recipe_hash("corpus")
+    assert key != pretrained._recipe_hash("base")
+    monkeypatch.setattr(pretrained, "CORPUS_THREADS", 1)
+    assert pretrained._recipe_hash("corpus") != key

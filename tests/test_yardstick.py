@@ -244,3 +244,21 @@ def test_the_corpus_baselines_land_where_measured(tmp_path):
     assert nats == sorted(nats, reverse=True)
     assert 3.2 < nats[0] < 3.4 and 2.4 < nats[1] < 2.6 and 1.9 < nats[2] < 2.2 and 1.5 < nats[4] < 1.8
     assert scores[3].n_scored == 478_277
+
+
+def test_fit_ngram_scores_like_the_baselines_and_checks_its_input():
+    from shared.yardstick import fit_ngram, ngram_baselines
+
+    rng = np.random.default_rng(0)
+    train, val = rng.integers(0, 5, 3000), rng.integers(0, 5, 500)
+    scores = ngram_baselines(train, val, 5, orders=(1, 2, 3))
+    for n in (1, 2, 3):
+        model = fit_ngram(train, 5, n, scores[n].k)
+        per_position = model.nats(val)
+        assert per_position.shape == (len(val) - n + 1,)
+        assert per_position.mean() == pytest.approx(scores[n].nats_per_char, rel=1e-12)
+    assert fit_ngram([0, 1, 0, 1, 0, 1], 2, 2, 0.01).nats([0, 1])[0] < 0.05  # a seen bigram is likely
+    with pytest.raises(ValueError, match="k=0 must be a finite number > 0"):
+        fit_ngram(train, 5, 2, 0)
+    with pytest.raises(ValueError, match=r"every id must be in \[0, vocab_size=5\)"):
+        fit_ngram(train, 5, 2, 0.1).nats([7, 1])
