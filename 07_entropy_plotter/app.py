@@ -1,4 +1,4 @@
-"""Sampling dashboard for project 07: temperature, top-k and top-p over a tiny Shakespeare GPT.
+"""Sampling dashboard for project 07: temperature, top-k and top-p over the shared Shakespeare corpus model.
 
 Start it from the repository root (it works from any directory)::
 
@@ -6,126 +6,77 @@ Start it from the repository root (it works from any directory)::
 
 It shows, for the prompt you type, the model's next-character distribution after your settings
 (temperature -> top-k -> top-p, the order of ``shared.model.GPT.generate``), its entropy, and sampled
-continuations with their repetition statistics.
+continuations with their repetition statistics and their score under a count-based 5-gram model of the
+training text (the notebook's quality yardstick).
 
-The model is the shared tiny GPT (2 layers, d_model 64, one character per token). On the first start it
-is trained on Shakespeare for 300 steps (the slow part of the first start) and saved with
-``shared.checkpoint.save_checkpoint``; later starts load that checkpoint with the sha256-verified
-``shared.checkpoint.load_checkpoint``. Environment variables:
-
-* ``ENTROPY_PLOTTER_CACHE``: the checkpoint directory (default:
-  ``<shared.utils.default_cache_dir()>/07_entropy_plotter``, i.e. ``$HARDWAY_CACHE`` or
-  ``~/.cache/llm-hard-way``);
-* ``ENTROPY_PLOTTER_TEST_TRAIN_STEPS``: FOR TESTS ONLY, a smaller training budget (the tests set it so
-  that they train in seconds; the dashboard's own default is ``TRAIN_STEPS``).
+The model is the shared *corpus model* of :func:`shared.pretrained.load_corpus_model` (4 layers, 4 heads,
+d_model 128, a 64-character context, 0.81 M parameters, about 1.7 nats/char on validation), the one the
+notebook samples from. It is pre-trained once per machine (about 4-5 minutes on two threads; the notebooks
+of projects 04 and 07 and this dashboard share it) and cached with a sha256 checksum in
+``shared.utils.default_cache_dir()`` (``$HARDWAY_CACHE`` or ``~/.cache/llm-hard-way``); later starts load
+it verified. A corrupted cache file is reported on the page and the model is pre-trained again.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
-import os
 import sys
-import time
+import warnings
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # `streamlit run` from any directory, even without the editable install
     sys.path.insert(0, str(ROOT))
 
 import altair as alt  # noqa: E402  (streamlit depends on altair)
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import streamlit as st  # noqa: E402
 import torch  # noqa: E402
 
-from shared.checkpoint import CheckpointError, load_checkpoint, save_checkpoint  # noqa: E402
+from shared import pretrained  # noqa: E402
+from shared.checkpoint import load_checkpoint  # noqa: E402
 from shared.corpus import load_shakespeare  # noqa: E402
-from shared.data import make_get_batch, train_val_split  # noqa: E402
-from shared.model import GPT, GPTConfig  # noqa: E402
+from shared.data import train_val_split  # noqa: E402
+from shared.model import GPT  # noqa: E402
 from shared.sampling import sampling_probs  # noqa: E402
 from shared.tokenizers import CharTokenizer  # noqa: E402
-from shared.train import TrainConfig, train  # noqa: E402
-from shared.utils import default_cache_dir  # noqa: E402
+from shared.yardstick import NgramModel, corpus_baselines, fit_ngram  # noqa: E402
 
-CACHE_ENV = "ENTROPY_PLOTTER_CACHE"
-TEST_STEPS_ENV = "ENTROPY_PLOTTER_TEST_TRAIN_STEPS"
-TRAIN_STEPS = 300  # about 20-30 s on a 2-core CPU
-TRAIN_CHARS = 1_000_000
-BLOCK_SIZE = 128
-SEED = 0
 DEFAULT_PROMPT = "ROMEO:\nBut soft, what light through yonder window"
 TEMPERATURE_GRID = [0.05 * 1.12**i for i in range(42)]  # 0.05 .. ~5, for the entropy-vs-T curve
-
-
-def cache_dir() -> Path:
-    """The checkpoint directory: $ENTROPY_PLOTTER_CACHE, else <default_cache_dir()>/07_entropy_plotter."""
-    env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else default_cache_dir() / "07_entropy_plotter"
-
-
-def train_steps() -> int:
-    """TRAIN_STEPS, or the smaller test budget from $ENTROPY_PLOTTER_TEST_TRAIN_STEPS."""
-    raw = os.environ.get(TEST_STEPS_ENV)
-    if raw is None:
-        return TRAIN_STEPS
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{TEST_STEPS_ENV}={raw!r} must be an integer >= 1")
-    return int(raw)
+SCORER_ORDER = 5  # the count-based n-gram model that scores the samples, as in the notebook
 
 
 # ----------------------------------------------------------------------------------------------- the model
 
 
-def checkpoint_path(steps: int) -> Path:
-    return cache_dir() / f"gpt_{steps}steps.pt"
+@st.cache_resource(show_spinner=False)
+def load_model(cache: str) -> tuple[GPT, CharTokenizer, float, list[str]]:
+    """The corpus model, its tokenizer, its validation loss and any warning the loader gave.
+
+    ``cache`` is the cache directory (part of the key, so a changed ``$HARDWAY_CACHE`` loads again).
+    Cached for the server's lifetime.
+    """
+    with warnings.catch_warnings(record=True) as caught, contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("always")
+        model, tok = pretrained.load_corpus_model(cache_dir=cache)
+    payload = load_checkpoint(pretrained.corpus_checkpoint_path(cache))  # verified again; only to read
+    val_loss = float((payload.get("extra") or {}).get("val_loss", float("nan")))
+    return model, tok, val_loss, [str(w.message) for w in caught]
 
 
 @st.cache_resource(show_spinner=False)
-def load_model(path: str) -> tuple[GPT, CharTokenizer]:
-    """Model and tokenizer from a checkpoint, verified by ``load_checkpoint``.
-
-    Cached for the server's lifetime.
-    """
-    payload = load_checkpoint(path)
-    try:
-        tok = CharTokenizer.from_dict(payload["extra"]["tokenizer"])
-        model = GPT(GPTConfig(**payload["config"]))
-    except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path} does not hold this dashboard's model: {err}") from err
-    load_checkpoint(path, model=model)  # strict: every parameter name and shape must match
-    model.eval()
-    return model, tok
-
-
-def train_and_save(path: Path, steps: int, report: Any = None) -> str:
-    """Train the tiny GPT for ``steps`` steps and save it to ``path``.
-
-    ``report(fraction, text)``, if given, gets progress.
-    """
-    text = load_shakespeare()
-    train_text, val_text = train_val_split(text)
-    tok = CharTokenizer.from_text(text)
-    train_ids = torch.tensor(tok.encode(train_text[:TRAIN_CHARS]))
-    val_ids = torch.tensor(tok.encode(val_text[:100_000]))
-    get_batch = make_get_batch(train_ids, val_ids, BLOCK_SIZE)
-    config = GPTConfig(vocab_size=tok.vocab_size, block_size=BLOCK_SIZE, n_layer=2, n_head=4, d_model=64)
-    cfg = TrainConfig(max_steps=steps, batch_size=12, lr=6e-3, warmup_steps=min(30, steps),
-                      eval_interval=steps, eval_iters=5, seed=SEED, device="cpu")
-    torch.manual_seed(SEED)
-    model = GPT(config)
-    start = time.perf_counter()
-
-    def callback(step: int, row: dict[str, float], _model: Any) -> None:
-        done = step + 1
-        if report is not None and (done % 10 == 0 or done == steps):
-            report(done / steps, f"training step {done}/{steps}, loss {row['train_loss']:.2f}")
-
-    history = train(model, get_batch, cfg, callback=callback)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model, step=steps, config=config,
-                    extra={"tokenizer": tok.to_dict(), "val_loss": history.last("val_loss")})
-    return (f"trained on first start: {steps} steps in {time.perf_counter() - start:.0f} s, validation loss "
-            f"{history.last('val_loss'):.2f} nats/char; saved to {path}")
+def load_scorer(chars: tuple[str, ...]) -> tuple[NgramModel, float]:
+    """A count-based 5-gram model of the training text in the model's own vocabulary (add-k, with the k
+    that ``corpus_baselines`` chose), and its score on the validation text (nats/char)."""
+    tok = CharTokenizer(list(chars))
+    train_text, val_text = train_val_split(load_shakespeare())
+    k = corpus_baselines()[SCORER_ORDER].k
+    scorer = fit_ngram(tok.encode(train_text), tok.vocab_size, SCORER_ORDER, k)
+    return scorer, float(scorer.nats(tok.encode(val_text)).mean())
 
 
 # --------------------------------------------------------------------------------------------- sampling maths
@@ -148,6 +99,16 @@ def distinct_n(texts: list[str], n: int = 4) -> float:
     return len(set(grams)) / len(grams) if grams else 0.0
 
 
+def ngram_score(scorer: NgramModel, ids: list[int], n_new: int) -> float:
+    """Mean −log P under the n-gram scorer of the last n_new ids (the sample), with the prompt as context.
+
+    NaN when the sample is too short to score (prompt and sample shorter than the scorer's order).
+    """
+    if len(ids) < scorer.order or n_new < 1:
+        return float("nan")
+    return float(scorer.nats(ids)[-n_new:].mean())
+
+
 def shown(c: str) -> str:
     return {"\n": "↵", " ": "␣", "\t": "⇥"}.get(c, c)
 
@@ -156,8 +117,8 @@ def shown(c: str) -> str:
 
 
 def main() -> None:
-    """The page, computed on one thread: fastest for a 100 k-parameter model, and no oversubscription on a
-    busy CPU. The caller's thread count is restored afterwards (AppTest runs the page inside pytest)."""
+    """The page, computed on one thread: fastest for this small model, and no oversubscription on a busy
+    CPU. The caller's thread count is restored afterwards (AppTest runs the page inside pytest)."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -168,32 +129,21 @@ def main() -> None:
 
 def page() -> None:
     st.set_page_config(page_title="07 · Entropy Plotter", layout="wide")
-    st.title("07 · Entropy Plotter: sampling from a tiny Shakespeare GPT")
+    st.title("07 · Entropy Plotter: sampling from the Shakespeare corpus model")
     st.caption("Temperature controls the sharpness of the softmax distribution. "
                "Order of operations: logits / T → top-k → top-p → softmax → sample.")
 
-    try:
-        steps = train_steps()
-    except ValueError as err:
-        st.error(str(err))
-        return
-    path = checkpoint_path(steps)
-    origin = f"loaded from {path} (sha256 verified)"
-    if not path.is_file():
-        bar = st.progress(0.0, text="First start: training the model once (later starts load it)…")
-        origin = train_and_save(path, steps, lambda f, text: bar.progress(f, text=f"First start: {text}"))
-        bar.empty()
-    try:
-        with st.spinner("Loading the model…"):
-            model, tok = load_model(str(path))
-    except CheckpointError as err:
-        reason = str(err).splitlines()[0][:160]
-        st.warning(f"The saved model could not be used ({reason}); training a new one.")
-        bar = st.progress(0.0, text="Training the model again…")
-        origin = train_and_save(path, steps, lambda f, text: bar.progress(f, text=text))
-        bar.empty()
-        load_model.clear()
-        model, tok = load_model(str(path))
+    cache = pretrained.corpus_checkpoint_path().parent
+    first_start = not pretrained.corpus_checkpoint_path().is_file()
+    note = ("First start: pre-training the shared corpus model once (about 4–5 minutes on two cores; "
+            "later starts, and the notebooks of projects 04 and 07, load it)…" if first_start
+            else "Loading the corpus model…")
+    with st.spinner(note):
+        model, tok, val_loss, problems = load_model(str(cache))
+        scorer, scorer_val = load_scorer(tuple(tok.chars))
+    for problem in problems:
+        st.warning(f"The cached corpus model could not be used and was pre-trained again: {problem[:300]}")
+    baselines = corpus_baselines()
     V = tok.vocab_size
 
     with st.sidebar:
@@ -205,21 +155,27 @@ def page() -> None:
         n_samples = st.slider("samples", 1, 6, 3, key="n_samples")
         length = st.slider("characters per sample", 10, 300, 80, 10, key="length")
         seed = st.number_input("seed", 0, 10_000, 0, key="seed")
-        st.caption(f"Model: {origin}")
+        c = model.config
+        st.caption(
+            f"Model: the shared corpus model ({c.n_layer} layers, {c.n_head} heads, d_model {c.d_model}, "
+            f"{c.block_size}-character context), loaded from {pretrained.corpus_checkpoint_path(cache)} "
+            f"(sha256 verified). Validation loss {val_loss:.2f} nats/char; count-based n-grams on the "
+            f"same text: trigram {baselines[3].nats_per_char:.2f}, 4-gram {baselines[4].nats_per_char:.2f}, "
+            f"5-gram {baselines[5].nats_per_char:.2f}.")
 
     prompt = st.text_area("Prompt (the model continues it)", DEFAULT_PROMPT, key="prompt", height=90)
     if not prompt:
         st.warning("The prompt is empty: type at least one character for the model to continue.")
         return
-    unknown = sorted(set(prompt) - set(tok.stoi))
+    unknown = sorted(set(prompt) - (set(tok.stoi) - set(pretrained.RESERVED)))
     if unknown:
         listed = ", ".join(repr(c) for c in unknown[:10]) + (" …" if len(unknown) > 10 else "")
         st.error(f"The prompt has {len(unknown)} character(s) the model has never seen: {listed}. "
-                 f"Its vocabulary is the {V} characters of the Shakespeare corpus (letters, digits, basic "
-                 "punctuation, space and newline); remove or replace them.")
+                 "It reads printable ASCII characters and newline (the Shakespeare text uses 69 of them); "
+                 "remove or replace them.")
         return
 
-    ids = torch.tensor([tok.encode(prompt[-BLOCK_SIZE:])])  # (1, T)
+    ids = torch.tensor([tok.encode(prompt[-model.config.block_size :])])  # (1, T ≤ block_size)
     with torch.no_grad():
         logits = model(ids)[0][0, -1]  # (V,)
     k = top_k or None
@@ -271,7 +227,7 @@ def page() -> None:
         here = alt.Chart(your_t).mark_point(size=120, color="red", filled=True).encode(
             x="temperature:Q", y="entropy (nats):Q")
         st.altair_chart((line + here).properties(height=320), width="stretch")
-        st.caption(f"With your top-k/top-p; the red dot is your T. Uniform over {V} characters: "
+        st.caption(f"With your top-k/top-p; the red dot is your T. Uniform over the {V} symbols: "
                    f"ln {V} = {math.log(V):.2f} nats.")
 
     st.subheader("Sampled continuations")
@@ -279,11 +235,18 @@ def page() -> None:
     out = model.generate(ids.repeat(n_samples, 1), int(length), temperature=temperature, top_k=k, top_p=p,
                          generator=generator)  # (n_samples, T + length)
     texts = [tok.decode(row[ids.size(1):].tolist()) for row in out]
+    scores = [ngram_score(scorer, out[i].tolist(), len(t)) for i, t in enumerate(texts)]
     mean_repeated = sum(map(repeated_ngram_rate, texts)) / len(texts)
     st.write(f"distinct-4 across the {n_samples} samples: **{distinct_n(texts):.3f}** · mean repeated 4-gram "
-             f"rate: **{mean_repeated:.3f}** (greedy loops push it towards 1)")
+             f"rate: **{mean_repeated:.3f}** (greedy loops push it towards 1) · mean {SCORER_ORDER}-gram "
+             f"score: **{float(np.mean(scores)):.2f} nats/char**")
+    st.caption(f"The {SCORER_ORDER}-gram score is the cross-entropy of a sample under a count-based "
+               f"{SCORER_ORDER}-gram model of the training text: held-out Shakespeare scores "
+               f"{scorer_val:.2f}. Higher means less like the training text (misspelt words score high); "
+               "much lower, with many repeats, means the decoder is looping on common words.")
     for i, t in enumerate(texts):
-        st.markdown(f"**Sample {i + 1}** · repeated 4-grams {repeated_ngram_rate(t):.2f}")
+        st.markdown(f"**Sample {i + 1}** · repeated 4-grams {repeated_ngram_rate(t):.2f} · "
+                    f"{SCORER_ORDER}-gram score {scores[i]:.2f} nats/char")
         st.code(prompt[-60:] + "▶" + t, language=None, wrap_lines=True)
 
 

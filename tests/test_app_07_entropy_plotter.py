@@ -1,20 +1,26 @@
 """Tests for 07_entropy_plotter/app.py, the Streamlit sampling dashboard, with Streamlit's own AppTest.
 
-The checkpoint cache is pointed at a temporary directory ($ENTROPY_PLOTTER_CACHE) so that the tests never
-touch the user's cache, and $ENTROPY_PLOTTER_TEST_TRAIN_STEPS shrinks the first-start training to a few
-steps (a test-only budget: the dashboard's own default trains for TRAIN_STEPS).
+The dashboard samples from the shared corpus model (:func:`shared.pretrained.load_corpus_model`). The
+tests that look at its numbers use the real cached model: the ``corpus_model`` fixture loads it first
+(it is pre-trained once per machine, about 4-5 minutes, if no run has cached it yet; a pre-warm before
+the test session makes that instant). The tests of the first start and of a corrupted cache point
+``$HARDWAY_CACHE`` at a temporary directory and swap the corpus recipe for a three-step one, so that
+they pre-train in seconds and never touch the user's cache.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from shared import pretrained
+
 APP = Path(__file__).resolve().parent.parent / "07_entropy_plotter" / "app.py"
-TEST_STEPS = 5
 DEFAULT_PROMPT = "ROMEO:\nBut soft, what light through yonder window"
 TIMEOUT = 240  # seconds per script run: generous for a loaded 2-core machine (a run takes ~1-3 s unloaded)
 
@@ -22,15 +28,23 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cache(tmp_path_factory):
-    """A fresh checkpoint directory and a tiny training budget, for every test of this module."""
-    directory = tmp_path_factory.mktemp("entropy_plotter_cache")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("ENTROPY_PLOTTER_CACHE", str(directory))
-        mp.setenv("ENTROPY_PLOTTER_TEST_TRAIN_STEPS", str(TEST_STEPS))
-        st.cache_resource.clear()
-        yield directory
-        st.cache_resource.clear()
+def corpus_model():
+    """The real corpus model in the default cache (pre-trained here only if no one has cached it yet)."""
+    pretrained.load_corpus_model(verbose=False)
+    st.cache_resource.clear()
+    yield
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def tiny_recipe(tmp_path, monkeypatch):
+    """A temporary cache and a three-step corpus recipe: the dashboard's first start takes seconds."""
+    monkeypatch.setenv("HARDWAY_CACHE", str(tmp_path))
+    monkeypatch.setattr(pretrained, "CORPUS_TRAIN", dataclasses.replace(
+        pretrained.CORPUS_TRAIN, max_steps=3, warmup_steps=1, eval_interval=3, eval_iters=1, batch_size=4))
+    st.cache_resource.clear()
+    yield pretrained.corpus_checkpoint_path()
+    st.cache_resource.clear()
 
 
 def _app() -> AppTest:
@@ -42,7 +56,7 @@ def _entropy(at: AppTest) -> float:
 
 
 @pytest.fixture(scope="module")
-def session(cache):
+def session(corpus_model):
     """One dashboard session shared by the slider and prompt tests.
 
     Its continuations are short, so reruns are quick.
@@ -66,27 +80,44 @@ def app(session):
     return session
 
 
-def test_app_trains_saves_a_checkpoint_and_renders_without_exceptions(cache):
+def test_app_renders_the_corpus_model_without_exceptions(corpus_model):
     at = _app().run()
     assert not at.exception, at.exception
-    checkpoint = cache / f"gpt_{TEST_STEPS}steps.pt"
-    assert checkpoint.is_file() and Path(str(checkpoint) + ".sha256").is_file()
     assert not at.error and not at.warning
     assert at.title[0].value.startswith("07 · Entropy Plotter")
     assert {m.label for m in at.metric} == {
         "entropy (nats)", "entropy (bits)", "tokens with p > 0", "most likely next"
     }
-    assert 0 < _entropy(at) < 4.25  # below ln 69, the uniform distribution's entropy
+    vocab = pretrained.CORPUS_CONFIG.vocab_size
+    assert 0 < _entropy(at) < math.log(vocab)  # below the uniform distribution's entropy
+    assert next(m for m in at.metric if m.label == "tokens with p > 0").value == f"{vocab} of {vocab}"
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert "corpus model" in caption and "sha256 verified" in caption and "5-gram" in caption
+    assert str(pretrained.corpus_checkpoint_path()) in caption
     assert len(at.code) == 3  # three sampled continuations by default
     assert "▶" in at.code[0].value
+    assert any("5-gram score" in m.value for m in at.markdown)
 
 
-def test_app_loads_the_saved_checkpoint_with_the_verified_loader(cache):
-    _app().run()  # make sure the checkpoint exists
-    st.cache_resource.clear()
+def test_first_start_pretrains_and_caches_the_corpus_model(tiny_recipe):
     at = _app().run()
     assert not at.exception, at.exception
-    assert any("loaded from" in c.value and "sha256 verified" in c.value for c in at.sidebar.caption)
+    assert tiny_recipe.is_file() and Path(str(tiny_recipe) + ".sha256").is_file()
+    assert not at.error and not at.warning
+    assert at.metric and len(at.code) == 3
+    caption = " ".join(c.value for c in at.sidebar.caption)
+    assert str(tiny_recipe) in caption and "sha256 verified" in caption
+
+
+def test_a_corrupted_cached_model_is_reported_and_pretrained_again(tiny_recipe):
+    tiny_recipe.parent.mkdir(parents=True, exist_ok=True)
+    tiny_recipe.write_bytes(b"not a checkpoint")
+    Path(str(tiny_recipe) + ".sha256").write_text("0" * 64 + f"  {tiny_recipe.name}\n")
+    at = _app().run()
+    assert not at.exception, at.exception
+    assert any("could not be used" in w.value and "corrupted" in w.value for w in at.warning)
+    assert at.metric  # the dashboard still works with the model pre-trained again
+    assert Path(str(tiny_recipe) + ".corrupt").is_file()  # the bad file is kept aside, never loaded
 
 
 def test_higher_temperature_shows_higher_entropy_and_greedy_shows_zero(app):
@@ -127,20 +158,8 @@ def test_out_of_vocabulary_characters_show_an_error_naming_them(app):
     assert not app.metric
 
 
-def test_a_corrupted_checkpoint_is_retrained_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.setenv("ENTROPY_PLOTTER_CACHE", str(tmp_path))
-    monkeypatch.setenv("ENTROPY_PLOTTER_TEST_TRAIN_STEPS", "3")
-    checkpoint = tmp_path / "gpt_3steps.pt"
-    checkpoint.write_bytes(b"not a checkpoint")
-    Path(str(checkpoint) + ".sha256").write_text("0" * 64 + "  gpt_3steps.pt\n")
-    at = _app().run()
-    assert not at.exception, at.exception
-    assert any("could not be used" in w.value and "corrupted" in w.value for w in at.warning)
-    assert at.metric  # the dashboard still works with the retrained model
-
-
-def test_a_bad_test_budget_is_reported_on_the_page(monkeypatch, cache):
-    monkeypatch.setenv("ENTROPY_PLOTTER_TEST_TRAIN_STEPS", "many")
-    at = _app().run()
-    assert not at.exception, at.exception
-    assert "must be an integer >= 1" in at.error[0].value
+def test_a_reserved_id_of_the_vocabulary_is_refused_too(app):
+    # the corpus model's vocabulary ends with private-use characters that pre-training never shows
+    app.text_area(key="prompt").input("ROMEO:" + pretrained.RESERVED[0]).run()
+    assert not app.exception, app.exception
+    assert len(app.error) == 1 and repr(pretrained.RESERVED[0]) in app.error[0].value
