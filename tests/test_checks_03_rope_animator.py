@@ -138,6 +138,12 @@ def test_rope_check_catches_positions_from_one():
     fails(check_apply_rope, fn, "positions start at 0")
 
 
+def test_rope_check_catches_positions_rounded_to_integers():
+    fn = solution("apply_rope", replace=[("positions.to(torch.float64)",
+                                          "positions.long().to(torch.float64)")])
+    fails(check_apply_rope, fn, "positions need not be integers")
+
+
 def test_rope_check_catches_inverted_frequency_exponent():
     fn = solution("apply_rope", replace=[("base ** (-torch.arange", "base ** (torch.arange")])
     fails(check_apply_rope, fn, "sign of the exponent")

@@ -150,6 +150,12 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
             hint = ("each pair (a, b) = (x[i], x[i + hs/2]) becomes (a cos(mθ_i) − b "
                     "sin(mθ_i), a sin(mθ_i) + b cos(mθ_i))")
         assert_close(got, expected, "apply_rope(x, positions 0..4) vs shared.model.apply_rope", hint=hint)
+    # position interpolation (Chen et al. 2023; Part 2 of the notebook) runs RoPE at fractional positions
+    frac = torch.arange(5) * 0.25  # (T,) 0, 0.25, ..., 1
+    assert_close(call(rope, x, frac), reference_rope(x, frac),
+                 "apply_rope(x, positions 0, 0.25, 0.5, 0.75, 1) vs shared.model.apply_rope",
+                 hint="positions need not be integers: position interpolation passes m·L_train/L. Turn them "
+                      "into floats before multiplying by θ_i; do not round, index a table or cast to long")
     # properties at realistic sizes
     q = torch.randn(64, generator=g)
     k = torch.randn(64, generator=g)
@@ -165,8 +171,9 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
     norms_err = float((rq.norm(dim=-1) - q.norm()).abs().max())
     expect(norms_err < 1e-4, f"RoPE changed the norm of a vector by {norms_err:.2e}",
            hint="a rotation keeps lengths: use cos and sin of the same angle for each pair, no scaling")
-    return ("matches shared.model.apply_rope (pairs i, i+hs/2), q·k depends only on m − n "
-            "(spread < 1e-3 relative, over m up to 1003) and norms are preserved (to < 1e-4)")
+    return ("matches shared.model.apply_rope (pairs i, i+hs/2) at integer and fractional positions, q·k "
+            "depends only on m − n (spread < 1e-3 relative, over m up to 1003) and norms are preserved "
+            "(to < 1e-4)")
 
 
 # ----------------------------------------------------------------------------------------------
