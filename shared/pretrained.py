@@ -103,7 +103,7 @@ CORPUS_CONFIG = GPTConfig(
     dropout=0.0,
 )
 
-#: Its recipe: 1400 steps of 48 x 64 characters (4.3 M characters, one pass over the training split),
+#: Its recipe: 1400 steps of 48 x 64 characters (4.3 M characters, as many as the training split holds),
 #: a higher learning rate than nanoGPT's CPU example with a shorter warmup and beta2 0.99 (picked from a
 #: handful of design runs scored on the validation split). It reaches 1.69 nats/char there: better than the
 #: count-based 4-gram (1.76), not the 5-gram (1.65). Trained on CORPUS_THREADS threads, about five
