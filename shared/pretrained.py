@@ -160,8 +160,6 @@ def _recipe_hash(kind: str = "base") -> str:
     for name, default in _LATER_TRAIN_FIELDS.items():
         if train_fields[name] == default:
             del train_fields[name]
-    if isinstance(train_fields.get("betas"), tuple):
-        train_fields["betas"] = list(train_fields["betas"])
     content: dict[str, object] = {
         "version": _RECIPE_VERSION,
         "model": dataclasses.asdict(recipe.config),
