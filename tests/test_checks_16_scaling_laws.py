@@ -166,6 +166,12 @@ def test_check_fit_power_law_catches_the_sign_of_alpha():
     fails(check_fit_power_law, buggy, "MINUS the slope")
 
 
+def test_check_fit_power_law_catches_alpha_forced_positive_on_a_rising_law():
+    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2",
+                                                "return math.exp(log_a), abs(slope), r2")])
+    fails(check_fit_power_law, buggy, "this law rises", "abs()")
+
+
 def test_check_fit_power_law_catches_an_ignored_offset():
     buggy = solution("fit_power_law", replace=[
         ("v = np.log(np.asarray(y, dtype=float) - offset)", "v = np.log(np.asarray(y, dtype=float))"),

@@ -191,6 +191,9 @@ def _power_law_cases() -> list[tuple[str, np.ndarray, np.ndarray, float]]:
          np.array([2.53, 2.48, 2.43, 2.33, 2.23, 2.19]), 0.0),
         ("y = 1.5 + 3·x^-0.2 with offset=1.5", n, 1.5 + 3.0 * n**-0.2 * np.exp(rng.normal(0, 0.01, n.size)),
          1.5),
+        ("a rising law y ≈ 0.02·x^0.7 (alpha = −0.7), like N*(C) across budgets",
+         np.array([2e9, 4e9, 8e9, 1.6e10]), 0.02 * np.array([2e9, 4e9, 8e9, 1.6e10]) ** 0.7
+         * np.exp(rng.normal(0, 0.05, 4)), 0.0),
     ]
 
 
@@ -205,7 +208,10 @@ def check_fit_power_law(fit_power_law: Callable[[Any, Any], tuple[float, float, 
             raise _fail(f"fit_power_law on {what}: alpha", ealpha, alpha,
                         "subtract the offset (the irreducible loss E) from y before taking the log")
         if abs(alpha - ealpha) > 1e-6 * max(1.0, abs(ealpha)):
-            if abs(alpha + ealpha) < 1e-6 * max(1.0, abs(ealpha)):
+            if abs(alpha + ealpha) < 1e-6 * max(1.0, abs(ealpha)) and ealpha < 0:
+                hint = ("alpha = −slope keeps its sign: this law rises, so its alpha is negative; do not "
+                        "take abs() or force alpha > 0")
+            elif abs(alpha + ealpha) < 1e-6 * max(1.0, abs(ealpha)):
                 hint = "alpha is MINUS the slope of log y on log x: y = a·x^(−alpha) falls when alpha > 0"
             else:
                 slope_lin = np.polyfit(x, y, 1)[0]
@@ -225,7 +231,7 @@ def check_fit_power_law(fit_power_law: Callable[[Any, Any], tuple[float, float, 
                         "R² = 1 − Σ(v − v̂)² / Σ(v − v̄)² with v = log y: measure the fit where it was "
                         "made, in log space")
     return ("(a, alpha, R²) match numpy.polyfit of log y on log x on an exact law, a noisy law, "
-            "measured-looking losses and a law with an offset E")
+            "measured-looking losses, a law with an offset E and a rising law")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
