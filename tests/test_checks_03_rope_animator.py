@@ -138,6 +138,12 @@ def test_rope_check_catches_positions_from_one():
     fails(check_apply_rope, fn, "positions start at 0")
 
 
+def test_rope_check_catches_a_rope_that_ignores_its_positions_argument():
+    fn = solution("apply_rope", replace=[("positions.to(torch.float64)",
+                                          "torch.arange(x.size(-2), dtype=torch.float64)")])
+    fails(check_apply_rope, fn, "use the positions argument", "7..11")
+
+
 def test_rope_check_catches_positions_rounded_to_integers():
     fn = solution("apply_rope", replace=[("positions.to(torch.float64)",
                                           "positions.long().to(torch.float64)")])
@@ -162,7 +168,7 @@ def test_rope_property_checks_catch_q_and_k_rotated_with_different_pairs():
 
     def mixed(x, positions, base=10000.0):
         calls["n"] += 1
-        if calls["n"] == 1:  # the first call is compared with the reference: answer it correctly
+        if calls["n"] <= 3:  # the first three calls are compared with the reference: answer them correctly
             return right(x, positions, base)
         if calls["n"] % 2 == 0:  # "q": rotate half
             return right(x, positions, base)

@@ -150,6 +150,17 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
             hint = ("each pair (a, b) = (x[i], x[i + hs/2]) becomes (a cos(mθ_i) − b "
                     "sin(mθ_i), a sin(mθ_i) + b cos(mθ_i))")
         assert_close(got, expected, "apply_rope(x, positions 0..4) vs shared.model.apply_rope", hint=hint)
+    # a KV-cache step (and the shift test of Part 2) passes positions that do not start at 0
+    later = torch.arange(7, 12)  # (T,)
+    got = call(rope, x, later)
+    if not torch.allclose(got, reference_rope(x, later), atol=1e-5):
+        if torch.allclose(got, reference_rope(x, pos), atol=1e-5):
+            hint = ("use the positions argument: these 5 tokens sit at positions 7..11 (as after a KV cache "
+                    "holds 7 tokens), but you rotated them as 0..4; do not build torch.arange(T) yourself")
+        else:
+            hint = "the token at position m turns by m·θ_i, for whatever m the positions argument holds"
+        assert_close(got, reference_rope(x, later),
+                     "apply_rope(x, positions 7..11) vs shared.model.apply_rope", hint=hint)
     # position interpolation (Chen et al. 2023; Part 2 of the notebook) runs RoPE at fractional positions
     frac = torch.arange(5) * 0.25  # (T,) 0, 0.25, ..., 1
     assert_close(call(rope, x, frac), reference_rope(x, frac),
