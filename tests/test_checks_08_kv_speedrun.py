@@ -270,7 +270,7 @@ def test_check_generate_passes_on_solution(capsys):
     check_generate(solution(*GENERATE_PARTS)["generate"])
     out = capsys.readouterr().out
     assert out.startswith("✅ TODO 6 generate: 12 greedy tokens identical")
-    assert "16 cached vs 126 uncached" in out
+    assert "16 cached vs 126 uncached; a second call starts from an empty cache" in out
 
 
 def test_check_generate_says_not_done_on_the_stub():
@@ -283,6 +283,22 @@ def test_check_generate_catches_greedy_on_the_first_position():
         ("logits = model(idx)[0][:, -1]  # (B, V)", "logits = model(idx)[0][:, 0]  # (B, V)"),
     ])
     fails(check_generate, fns["generate"], "uncached greedy tokens", "LAST position")
+
+
+def test_check_generate_catches_a_function_that_ignores_use_cache():
+    fns = solution(*GENERATE_PARTS, replace=[(" if use_cache else None", "")])
+    fails(check_generate, fns["generate"], "use_cache=False fed 16", "ignore use_cache")
+
+
+def test_check_generate_catches_a_cache_kept_across_calls():
+    fns = solution(*GENERATE_PARTS, replace=[
+        ("cache = new_kv_cache(c.n_layer, B, c.kv_heads, T + max_new_tokens, c.head_dim) if use_cache "
+         "else None",
+         "global _KEPT\n    if use_cache and '_KEPT' not in globals():\n"
+         "        _KEPT = new_kv_cache(c.n_layer, B, c.kv_heads, T + max_new_tokens, c.head_dim)\n"
+         "    cache = _KEPT if use_cache else None"),
+    ])
+    fails(check_generate, fns["generate"], "second cached call", "new, empty cache")
 
 
 def test_check_generate_catches_a_cached_path_that_recomputes_everything():

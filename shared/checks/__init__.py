@@ -52,6 +52,8 @@ def fmt(value: Any, limit: int = 300) -> str:
     """A short, readable rendering of a value for check messages (long values are cut)."""
     if isinstance(value, torch.Tensor):
         text = f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}) {value.detach().cpu().tolist()!r}"
+    elif isinstance(value, torch.nn.Module):  # a model's repr is many lines of layers: name it instead
+        text = f"<{type(value).__name__} with {sum(p.numel() for p in value.parameters()):,} parameters>"
     else:
         text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -438,7 +438,32 @@ def check_generate(generate: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -
             cached_fed = n_fed
         else:
             uncached_fed = n_fed
+    every_step = sum(P + s for s in range(n))  # the whole sequence at every step
+    expect(
+        uncached_fed == every_step,
+        f"use_cache=False fed {uncached_fed} token positions through the model; re-running the whole "
+        f"sequence at each of the {n} steps feeds {every_step}",
+        hint="use_cache=False is the baseline the speed-up is measured against: run model(idx) on the whole "
+             "sequence every step and make no cache (your function seems to ignore use_cache)"
+             if uncached_fed == cached_fed else
+             "use_cache=False: logits = model(idx)[0][:, -1] on the whole sequence, every step",
+    )
+    # a second cached call with another prompt (one sequence, 3 tokens) must start from an empty cache
+    prompt2 = torch.randint(17, (1, 3), generator=gen(61))
+    with torch.no_grad():
+        expected2 = model.generate(prompt2, 6, temperature=0.0)
+        try:
+            second = call(generate, model, prompt2, 6, use_cache=True)
+        except CheckFailed as err:
+            raise CheckFailed(
+                f"{err}\n   hint: this was the second cached call; make a new, empty cache inside generate "
+                "for every call (a cache kept from the first call still holds its 17 positions)") from None
+    got2 = second[0] if isinstance(second, tuple) and len(second) == 2 else second
+    expect_equal(got2, expected2, "a second cached call, new prompt (1 × 3 tokens, 6 new): greedy tokens",
+                 hint="make a new, empty cache inside generate for every call; a cache kept from the first "
+                      "call still holds that call's keys and values")
     return (
-        f"{n} greedy tokens identical with and without the cache and to shared.model's generate, logits max "
-        f"abs err {worst:.1e}; tokens fed through the model: {cached_fed} cached vs {uncached_fed} uncached"
+        f"{n} greedy tokens identical with and without the cache and to shared.model's generate, "
+        f"{within(worst, 1e-5, 'logits max abs err')}; tokens fed through the model: {cached_fed} cached vs "
+        f"{uncached_fed} uncached; a second call starts from an empty cache"
     )
