@@ -302,6 +302,12 @@ def test_check_ppo_iteration_catches_a_kl_averaged_over_the_batch():
 # ----------------------------------------------------------------------------------------------- TODO 7
 
 
+def test_check_ppo_losses_catches_a_detached_ratio_without_crashing():
+    buggy = solution("ppo_losses", replace=[("ratio = torch.exp(logp_new - logp_old)",
+                                             "ratio = torch.exp(logp_new.detach() - logp_old)")])
+    fails(check_ppo_losses, buggy, "no gradient", "no .detach()")
+
+
 def test_check_dpo_loss_passes_on_solution(capsys):
     check_dpo_loss(solution("dpo_loss"))
     assert capsys.readouterr().out.startswith("✅ TODO 7 dpo_loss: equals −mean log σ")
@@ -316,6 +322,12 @@ def test_check_dpo_loss_catches_chosen_and_rejected_swapped():
     buggy = solution("dpo_loss", replace=[("(pol_chosen - ref_chosen) - (pol_rejected - ref_rejected)",
                                            "(pol_rejected - ref_rejected) - (pol_chosen - ref_chosen)")])
     fails(check_dpo_loss, buggy, "swapped")
+
+
+def test_check_dpo_loss_names_both_causes_of_a_flipped_log_ratio():
+    buggy = solution("dpo_loss", replace=[("(pol_chosen - ref_chosen) - (pol_rejected - ref_rejected)",
+                                           "(ref_chosen - pol_chosen) - (ref_rejected - pol_rejected)")])
+    fails(check_dpo_loss, buggy, "wrong sign", "log π_ref − log π")
 
 
 def test_check_dpo_loss_catches_a_missing_reference():

@@ -382,6 +382,9 @@ def check_ppo_losses(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> st
         ], "value_loss = ½ mean (values_new − returns)²")
         raise CheckFailed(f"value_loss on 16 tokens\n   expected: {float(want_vl):.6f}\n   got:      "
                           f"{float(vl.detach()):.6f}\n   hint: {hint}")
+    expect(pl.requires_grad, "policy_loss has no gradient with respect to logp_new (it is detached from it)",
+           hint="compute the ratio from logp_new with torch operations: no .detach(), .item() or "
+                "torch.no_grad() on the path from logp_new to the loss")
     pl.backward()
     grad = logp_new.grad
     expect(grad is not None, "policy_loss has no gradient with respect to logp_new",
@@ -487,14 +490,15 @@ def check_dpo_loss(fn: Callable[..., torch.Tensor]) -> str:
     want = reference_dpo_loss(pc, pr, rc, rr, beta)
     if not matches(got, want):
         hint = diagnose(got, [
+            # swapping chosen and rejected and writing each log-ratio as ref − policy give the same
+            # number (the margin's sign flips either way), so one hint names both
             (reference_dpo_loss(pr, pc, rr, rc, beta),
-             "chosen and rejected are swapped: the margin is (chosen log-ratio) − (rejected log-ratio)"),
+             "the margin has the wrong sign: either chosen and rejected are swapped, or each log-ratio is "
+             "taken as log π_ref − log π; it is (log π_c − log ref_c) − (log π_r − log ref_r)"),
             (F.softplus(-beta * (pc - pr)).mean(),
              "the reference is missing: use the log-RATIOS log π − log π_ref of each response"),
             (F.softplus(-((pc - rc) - (pr - rr))).mean(),
              "β is missing: multiply the margin by beta inside the sigmoid"),
-            (F.softplus(-beta * ((rc - pc) - (rr - pr))).mean(),
-             "the log-ratio is the wrong way round: log π(y) − log π_ref(y), policy first"),
         ], "loss = −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) with sequence log-probs")
         raise CheckFailed(f"dpo_loss on 32 pairs, beta={beta}\n   expected: {float(want):.6f}\n"
                           f"   got:      {float(got):.6f}\n   hint: {hint}")
