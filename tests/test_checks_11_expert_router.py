@@ -218,12 +218,19 @@ def test_check_capacity_keep_catches_a_capacity_without_ceil(rounding):
 
 def test_check_router_z_loss_passes_on_solution(capsys):
     check_router_z_loss(solution("router_z_loss"))
-    assert capsys.readouterr().out.startswith("✅ TODO 5 router_z_loss: matches torch.logsumexp")
+    out = capsys.readouterr().out
+    assert out.startswith("✅ TODO 5 router_z_loss: matches torch.logsumexp") and "near 90" in out
 
 
 def test_check_router_z_loss_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 5"):
         check_router_z_loss(stub(5))
+
+
+def test_check_router_z_loss_catches_a_naive_logsumexp_that_overflows():
+    buggy = solution("router_z_loss", replace=[("torch.logsumexp(logits.float(), dim=-1)",
+                                                "torch.log(torch.exp(logits.float()).sum(dim=-1))")])
+    fails(check_router_z_loss, buggy, "logits near 90", "torch.logsumexp")
 
 
 def test_check_router_z_loss_catches_a_missing_square():

@@ -251,6 +251,12 @@ def test_check_fake_quant_says_not_done_on_the_stub():
         check_fake_quant(stub(6))
 
 
+def test_check_fake_quant_catches_a_scale_turned_into_a_python_float():
+    buggy = solution("fake_quant", replace=[("    q_max = 2 ** (bits - 1) - 1",
+                                             "    q_max = 2 ** (bits - 1) - 1\n    scale = float(scale)")])
+    fails(check_fake_quant, buggy, "per-row scales", "no float(scale)")
+
+
 def test_check_fake_quant_catches_a_gradient_that_leaks_outside_the_clip_range():
     buggy = solution("fake_quant", replace=[
         ("    return xc + (torch.round(xc / scale) * scale - xc).detach()",

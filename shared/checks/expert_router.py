@@ -29,7 +29,7 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from shared.checks import assert_close, call, expect, expect_equal, learner_check, within
+from shared.checks import assert_close, call, expect, expect_equal, fmt, learner_check, within
 from shared.checks.compare import diagnose, gen, randn
 from shared.model import GPTConfig
 from shared.moe import MoE
@@ -303,6 +303,15 @@ def check_router_z_loss(router_z_loss: Callable[[torch.Tensor], torch.Tensor]) -
     small = call(router_z_loss, torch.zeros(5, 4))
     assert_close(small, torch.tensor(math.log(4) ** 2), "all-zero logits over 4 experts: (log 4)²",
                  hint="logsumexp of 4 zeros is log 4")
-    return (f"matches torch.logsumexp(logits, -1).square().mean() ({within(err, 1e-5, 'abs err')}) and (log "
-            "4)² for zero logits")
+    big = randn(6, 8, seed=52, scale=3.0) + 90.0  # logits a router without the z-loss can reach
+    got_big = call(router_z_loss, big)
+    expect(isinstance(got_big, torch.Tensor) and bool(torch.isfinite(got_big).all()),
+           f"logits near 90 gave {fmt(got_big, 60)}, expected about {float(reference_z_loss(big)):.0f}",
+           hint="exp(90) overflows float32 (above about 88): use torch.logsumexp, which subtracts the "
+                "largest logit first, not torch.log(torch.exp(logits).sum(-1))")
+    assert_close(got_big, reference_z_loss(big),
+                 "logits near 90 vs torch.logsumexp(logits, -1).square().mean()",
+                 hint="z = mean_n (log Σ_i exp(logits[n, i]))², computed stably", atol=1e-2)
+    return (f"matches torch.logsumexp(logits, -1).square().mean() ({within(err, 1e-5, 'abs err')}), (log "
+            "4)² for zero logits, and stays finite for logits near 90")
 
