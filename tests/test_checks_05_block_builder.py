@@ -216,12 +216,39 @@ def test_check_mini_former_output_matches_the_shared_gpt():
 def test_check_train_model_passes_on_solution(capsys):
     check_train_model(solution("train_model"))
     out = capsys.readouterr().out
-    assert out.startswith("✅ TODO 4 train_model: gradients are fresh at every step")
+    assert out.startswith("✅ TODO 4 train_model: gradients are fresh and clipped to norm 1 at every step")
 
 
 def test_check_train_model_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 4 \\(train_model\\) is not done yet"):
         check_train_model(stub(4))
+
+
+def test_check_train_model_catches_a_missing_gradient_clip():
+    buggy = solution("train_model", replace=[
+        ("        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n", "")])
+    fails(check_train_model, buggy, "must be clipped to 1", "BEFORE optimizer.step()")
+
+
+def test_check_train_model_catches_a_clip_after_the_step():
+    buggy = solution("train_model", replace=[
+        ("        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n        opt.step()\n",
+         "        opt.step()\n        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)\n")])
+    fails(check_train_model, buggy, "must be clipped to 1", "BEFORE optimizer.step()")
+
+
+def test_check_train_model_catches_a_generator_reseeded_every_step():
+    buggy = solution("train_model", replace=[
+        ('        x, y = get_batch("train", batch_size, gen)',
+         '        x, y = get_batch("train", batch_size, torch.Generator().manual_seed(seed))')])
+    fails(check_train_model, buggy, "same batch", "ONCE")
+
+
+def test_check_train_model_catches_an_ignored_seed():
+    buggy = solution("train_model", replace=[
+        ("    gen = torch.Generator().manual_seed(seed)\n    opt",
+         "    gen = torch.Generator().manual_seed(1234)\n    opt")])
+    fails(check_train_model, buggy, "first batch", "manual_seed(seed)")
 
 
 def test_check_train_model_catches_a_forgotten_zero_grad():

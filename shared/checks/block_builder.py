@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.optim.optimizer import register_optimizer_step_pre_hook
 
 from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
 from shared.checks.compare import diagnose, gen
@@ -353,7 +355,23 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
     steps, lr, warmup = 8, 0.05, 3
     torch.manual_seed(0)
     probe = _LinearProbe()
-    losses = call(train_model, probe, _probe_batches, steps, lr, warmup, 4, 0)
+    batches: list[torch.Tensor] = []  # the x of every batch drawn
+    at_step: list[torch.Tensor | None] = []  # the gradient optimizer.step() reads
+
+    def probe_batches(split: str, batch_size: int,
+                      generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = _probe_batches(split, batch_size, generator)
+        batches.append(x.clone())
+        return x, y
+
+    def before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        at_step.append(None if probe.w.grad is None else probe.w.grad.detach().clone())
+
+    handle = register_optimizer_step_pre_hook(before_step)  # every optimizer, for this call only
+    try:
+        losses = call(train_model, probe, probe_batches, steps, lr, warmup, 4, 0)
+    finally:
+        handle.remove()
     expect(
         isinstance(losses, list) and len(losses) == steps and all(isinstance(v, float) for v in losses),
         f"train_model must return a list of {steps} Python floats (one loss per step); got "
@@ -373,6 +391,29 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
                 "   hint: gradients ACCUMULATE in .grad: call optimizer.zero_grad() "
                 "every step, before loss.backward()"
             )
+    expect(len(batches) == steps,
+           f"expected one batch per step ({steps}), get_batch was called {len(batches)} times",
+           hint="x, y = get_batch('train', batch_size, gen) once per step")
+    first = _probe_batches("train", 4, torch.Generator().manual_seed(0))[0]
+    expect(any(not torch.equal(b, batches[0]) for b in batches[1:]),
+           f"all {steps} steps trained on the same batch",
+           hint="create the generator ONCE, before the loop: torch.Generator().manual_seed(seed) inside the "
+                "loop restarts it, so every step draws the same batch")
+    expect(torch.equal(batches[0], first),
+           "the first batch is not the one torch.Generator().manual_seed(seed) draws",
+           hint="pass gen = torch.Generator().manual_seed(seed) to get_batch, so that a run is repeatable")
+    norm_c = float(probe.c.norm())
+    expect(len(at_step) == steps, f"optimizer.step() ran {len(at_step)} times, expected {steps}",
+           hint="one optimizer.step() per step, after loss.backward()")
+    expect(all(g is not None and bool(g.any()) for g in at_step),
+           "the weights never moved: at some step optimizer.step() found no gradient (None or all zeros)",
+           hint="zero the gradients before loss.backward(), not between backward and optimizer.step()")
+    worst = max(float(g.norm()) for g in at_step)
+    expect(worst <= 1.0 + 1e-5,
+           f"optimizer.step() saw a gradient of norm {worst:.2f}; this probe's gradient has norm "
+           f"{norm_c:.2f} and must be clipped to 1",
+           hint="torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0) after loss.backward() and BEFORE "
+                "optimizer.step()")
     # with a constant gradient, AdamW moves every weight by lr_t per step (m̂ / sqrt(v̂) = sign(c))
     drops = [(losses[t] - losses[t + 1]) / float(c.abs().sum()) for t in range(steps - 1)]
     expected = [lr * min(1.0, (t + 1) / (warmup + 1)) for t in range(steps - 1)]
@@ -409,12 +450,13 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
     torch.manual_seed(0)
     model = GPT(_tiny_config(vocab_size=task.vocab_size, n_layer=1))
     curve = call(train_model, model, get_batch, 60, 1e-2, 5, 32, 0)
-    first, last = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
-    expect(last < 0.8 * first,
-           f"the loss did not fall on the copy task: first 5 steps {first:.3f}, last 5 {last:.3f}",
+    first_loss, last = sum(curve[:5]) / 5, sum(curve[-5:]) / 5
+    expect(last < 0.8 * first_loss,
+           f"the loss did not fall on the copy task: first 5 steps {first_loss:.3f}, last 5 {last:.3f}",
            hint="forward, loss.backward(), optimizer.step() every step, with batches from "
                 "get_batch('train', ...)")
     return (
-        f"gradients are fresh at every step, updates follow the warmup (lr/{warmup + 1} … lr), and a tiny "
-        f"GPT's loss on the copy task falls from {first:.2f} to {last:.2f} in 60 steps"
+        f"gradients are fresh and clipped to norm 1 at every step, batches come from one seeded "
+        f"generator, updates follow the warmup (lr/{warmup + 1} … lr), and a tiny GPT's loss on the copy "
+        f"task falls from {first_loss:.2f} to {last:.2f} in 60 steps"
     )
