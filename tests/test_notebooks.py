@@ -278,7 +278,7 @@ def test_solution_keeps_outputs_and_stays_small(project):
 # Stored warnings that name the kernel's temporary file (/tmp/ipykernel_585/538660186.py:16) tell the reader
 # nothing and differ on every run. These two notebooks still carry some from before the rule; the next
 # re-execution of each (issue 19) removes them and shrinks this list.
-_STORED_KERNEL_WARNINGS_LEFT = {"13_objective_arena": 4, "14_instruct_tuner": 2}
+_STORED_KERNEL_WARNINGS_LEFT = {"14_instruct_tuner": 2}
 _KERNEL_TEMP_FILE = re.compile(r"/ipykernel_\d+/\d+\.py:\d+")
 
 
