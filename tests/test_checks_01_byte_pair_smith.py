@@ -168,6 +168,14 @@ def test_check_train_bpe_names_the_unfinished_todo_it_builds_on():
         check_train_bpe(fns["train_bpe"])
 
 
+def test_check_train_bpe_catches_pairs_counted_across_chunk_boundaries():
+    fns = solution("get_stats", "merge", "train_bpe", replace=[
+        ('    chunks = [text] if split_pattern is None else regex.findall(split_pattern, text)',
+         '    chunks = ["".join(regex.findall(split_pattern, text)) if split_pattern else text]'),
+    ])
+    fails(check_train_bpe, fns["train_bpe"], "ONE sequence", "across chunk boundaries")
+
+
 def test_check_train_bpe_catches_ties_broken_by_the_largest_pair():
     fns = solution("get_stats", "merge", "train_bpe", replace=[(
         "        _, pair = heapq.heappop(heap)\n",

@@ -392,6 +392,11 @@ def check_train_bpe(train_bpe: Callable) -> str:
         elif _merge_list(_naive_bpe(dict.fromkeys(chunks, 1), vocab_size)) == got_list:
             hint = ("each distinct chunk was counted once: weight its pairs by how often the chunk occurs "
                     "in the text (collections.Counter of the chunks)")
+        elif pattern is not None and _merge_list(reference_train_bpe(text, vocab_size, None))[:k + 1] == \
+                got_list[:k + 1]:
+            hint = ("your merges are those of the whole text as ONE sequence: pairs were counted across "
+                    "chunk boundaries (e.g. 'e' + ' ' between two words). Split with the pattern, then count "
+                    "pairs within each chunk only")
         elif k > 0:
             hint = ("the first merges agree, then the counts drift: when a word changes, subtract EVERY "
                     "pair of the old word and add every pair of the new one, each times the word's "
