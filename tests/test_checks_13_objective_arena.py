@@ -166,6 +166,11 @@ def test_check_prefix_lm_mask_rejects_a_float_mask():
 # ----------------------------------------------------------------------------------------------- TODO 4
 
 
+def test_check_prefix_lm_batch_catches_a_missing_clone():
+    buggy = solution("prefix_lm_batch", replace=[("windows[:, 1:].clone()", "windows[:, 1:]")])
+    fails(check_prefix_lm_batch, buggy, "wrote into its input", ".clone()")
+
+
 def test_check_prefix_lm_batch_passes_on_solution(capsys):
     check_prefix_lm_batch(solution("prefix_lm_batch"))
     assert capsys.readouterr().out.startswith("✅ TODO 4 prefix_lm_batch: ")

@@ -225,9 +225,14 @@ def check_prefix_lm_mask(fn: Callable[[int, int | torch.Tensor], torch.Tensor]) 
 def check_prefix_lm_batch(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]]) -> str:
     w = torch.randint(0, 50, (2, 11), generator=gen(3))  # (B, T+1), T = 10
     for p in (4, 1, 10):
-        x, y = _pair(call(fn, w.clone(), p), "prefix_lm_batch")
+        windows = w.clone()
+        x, y = _pair(call(fn, windows, p), "prefix_lm_batch")
         want_y = w[:, 1:].clone()
         want_y[:, : p - 1] = IGNORE_INDEX
+        expect(torch.equal(windows, w) and not bool((x == IGNORE_INDEX).any()),
+               f"prefix_len={p}: the input windows (or x) now hold -100: the function wrote into its input",
+               hint="w[:, 1:] is a VIEW of windows, so y[:, :prefix_len - 1] = -100 also writes -100 into "
+                    "windows and into x (another view); take y = windows[:, 1:].clone()")
         expect_equal(x, w[:, :-1], f"prefix_len={p}: x must be the window without its last token",
                      hint="x = w[:, :-1]")
         if torch.equal(y, want_y):
