@@ -40,18 +40,37 @@ __all__ = [
 
 
 
-class CheckFailed(AssertionError):
+class _ShortInNotebooks:
+    """IPython shows an exception with a ``_render_traceback_`` method as the lines it returns: the learner
+    sees the check's message alone, not the traceback through ``shared.checks``. (A terminal or pytest
+    still shows the full traceback.)"""
+
+    def _render_traceback_(self) -> list[str]:
+        return str(self).splitlines()
+
+
+class CheckFailed(_ShortInNotebooks, AssertionError):
     """A learner's implementation gave a wrong answer. The message says what, and hints at why."""
 
 
-class TodoNotDone(NotImplementedError):
+class TodoNotDone(_ShortInNotebooks, NotImplementedError):
     """The learner's TODO still raises the starter's ``NotImplementedError`` stub."""
+
+
+def _rounded(values: Any) -> Any:
+    """Nested lists of floats with 4 significant digits (a check message needs no 17-digit floats)."""
+    if isinstance(values, list):
+        return [_rounded(v) for v in values]
+    return float(f"{values:.4g}") if isinstance(values, float) else values
 
 
 def fmt(value: Any, limit: int = 300) -> str:
     """A short, readable rendering of a value for check messages (long values are cut)."""
     if isinstance(value, torch.Tensor):
-        text = f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}) {value.detach().cpu().tolist()!r}"
+        shown = _rounded(value.detach().cpu().tolist())
+        text = f"tensor(shape={tuple(value.shape)}, dtype={value.dtype}) {shown!r}"
+    elif isinstance(value, float):
+        text = f"{value:.6g}"
     elif isinstance(value, torch.nn.Module):  # a model's repr is many lines of layers: name it instead
         text = f"<{type(value).__name__} with {sum(p.numel() for p in value.parameters()):,} parameters>"
     else:
