@@ -276,9 +276,7 @@ def test_solution_keeps_outputs_and_stays_small(project):
 
 
 # Stored warnings that name the kernel's temporary file (/tmp/ipykernel_585/538660186.py:16) tell the reader
-# nothing and differ on every run. These two notebooks still carry some from before the rule; the next
-# re-execution of each (issue 19) removes them and shrinks this list.
-_STORED_KERNEL_WARNINGS_LEFT = {"14_instruct_tuner": 2}
+# nothing and differ on every run.
 _KERNEL_TEMP_FILE = re.compile(r"/ipykernel_\d+/\d+\.py:\d+")
 
 
@@ -292,8 +290,7 @@ def test_solution_stores_no_warning_that_names_a_kernel_temp_file(project):
         for o in c.get("outputs", [])
         if o["output_type"] == "stream" and _KERNEL_TEMP_FILE.search("".join(o.get("text", "")))
     ]
-    allowed = _STORED_KERNEL_WARNINGS_LEFT.get(project, 0)
-    assert len(found) <= allowed, (
+    assert not found, (
         f"{project}/solution.ipynb stores a warning that names the kernel's temporary file in cells {found}: "
         "fix its cause (e.g. fig.tight_layout() on a figure that already has a layout engine) and re-execute"
     )
