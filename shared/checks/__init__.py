@@ -18,8 +18,9 @@ default tolerance is the verdict tolerance of :mod:`shared.checks.compare`.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ __all__ = [
     "assert_close",
     "fmt",
     "within",
+    "hint_on_crash",
 ]
 
 
@@ -164,6 +166,16 @@ def call(fn: Callable, *args: Any, **kwargs: Any) -> Any:
         shown = ", ".join([fmt(a, 80) for a in args] + [f"{k}={fmt(v, 80)}" for k, v in kwargs.items()])
         name = getattr(fn, "__name__", "your function")
         raise CheckFailed(f"{name}({shown}) raised {type(err).__name__}: {err}") from err
+
+
+@contextlib.contextmanager
+def hint_on_crash(hint: str) -> Iterator[None]:
+    """Inside this block, a :func:`call` whose learner code crashed also gets ``hint`` (the likely cause
+    of a crash on that particular input)."""
+    try:
+        yield
+    except CheckFailed as err:
+        raise CheckFailed(f"{err}\n   hint: {hint}") from None
 
 
 def learner_check(todo: int, name: str) -> Callable[[Callable[..., str]], Callable[..., None]]:

@@ -18,7 +18,16 @@ from collections.abc import Callable
 import torch
 import torch.nn as nn
 
-from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks import (
+    assert_close,
+    call,
+    expect,
+    expect_equal,
+    fmt,
+    hint_on_crash,
+    learner_check,
+    within,
+)
 from shared.checks.compare import diagnose, expect_tensors, gen, randn
 
 __all__ = [
@@ -389,10 +398,8 @@ def check_fake_quant(fake_quant: Callable[..., torch.Tensor]) -> str:
     row_scale = torch.tensor([[0.1], [0.05], [0.3]])  # (3, 1)
     row_hint = ("scale may be a tensor of per-row scales that broadcasts against x: keep it a tensor "
                 "(no float(scale) or .item()) and let x / scale and q_max * scale broadcast")
-    try:
+    with hint_on_crash(row_hint):
         y = call(fake_quant, w.clone().requires_grad_(True), row_scale, bits=8)
-    except CheckFailed as err:
-        raise CheckFailed(f"{err}\n   hint: {row_hint}") from None
     assert_close(y, torch.round(w / row_scale).clamp(-127, 127) * row_scale,
                  "forward values with per-row scales (3, 1) on a (3, 11) weight, bits=8",
                  hint=row_hint, atol=1e-6, rtol=1e-6)

@@ -23,7 +23,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks import (
+    CheckFailed,
+    assert_close,
+    call,
+    expect,
+    expect_equal,
+    fmt,
+    hint_on_crash,
+    learner_check,
+    within,
+)
 from shared.checks.compare import CHECK_ATOL, diagnose, gen, randn
 
 __all__ = [
@@ -452,12 +462,9 @@ def check_generate(generate: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -
     prompt2 = torch.randint(17, (1, 3), generator=gen(61))
     with torch.no_grad():
         expected2 = model.generate(prompt2, 6, temperature=0.0)
-        try:
+        with hint_on_crash("this was the second cached call; make a new, empty cache inside generate for "
+                           "every call (a cache kept from the first call still holds its 17 positions)"):
             second = call(generate, model, prompt2, 6, use_cache=True)
-        except CheckFailed as err:
-            raise CheckFailed(
-                f"{err}\n   hint: this was the second cached call; make a new, empty cache inside generate "
-                "for every call (a cache kept from the first call still holds its 17 positions)") from None
     got2 = second[0] if isinstance(second, tuple) and len(second) == 2 else second
     expect_equal(got2, expected2, "a second cached call, new prompt (1 × 3 tokens, 6 new): greedy tokens",
                  hint="make a new, empty cache inside generate for every call; a cache kept from the first "
