@@ -76,6 +76,48 @@ def test_stub_of_an_earlier_todo_is_named_as_the_blocker():
         check_square(uses_todo_1)
 
 
+@learner_check(todo=1, name="double")
+def check_double(fn) -> str:
+    x = torch.tensor([1.0, -2.0, 3.0])
+    assert_close(call(fn, x), 2 * x, "double(x)", hint="multiply by 2")
+    return "matches 2 * x"
+
+
+@learner_check(todo=3, name="quadruple")
+def check_quadruple(fn) -> str:
+    x = torch.tensor([1.0, -2.0, 3.0])
+    assert_close(call(fn, x), 4 * x, "quadruple(x)", hint="double twice")
+    return "matches 4 * x"
+
+
+def double(x):  # a learner's TODO 1, wrong
+    return x + 1
+
+
+def quadruple(x):  # a learner's correct TODO 3, which calls the wrong TODO 1
+    return double(double(x))
+
+
+def test_a_failure_names_an_earlier_todo_that_fails_its_own_check():
+    with pytest.raises(CheckFailed) as err:
+        check_quadruple(quadruple)
+    text = str(err.value)
+    assert text.startswith("❌ TODO 3 quadruple: quadruple(x): values differ")
+    assert text.endswith("note: this TODO calls your double (TODO 1), which fails its own check: fix TODO 1 "
+                         "first and run its check cell; this failure may come from it.")
+    # the earlier check ran silently, and a failure that no earlier TODO explains gets no note
+    with pytest.raises(CheckFailed) as err:
+        check_quadruple(lambda x: 3 * x)
+    assert "note:" not in str(err.value)
+
+
+def test_a_values_differ_summary_has_no_empty_items_and_no_long_floats():
+    with pytest.raises(CheckFailed) as err:
+        check_square(lambda x: x * x + 0.123456789)
+    first = str(err.value).splitlines()[0]
+    assert "; ;" not in first and "0.1235" in first and "0.123456" not in first
+
+
 def test_crash_in_learner_code_becomes_a_readable_failure_with_the_input():
     def crashes(x):
         return x @ torch.zeros(5)

@@ -66,6 +66,50 @@ def _fresh_starter(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("project", [p.folder for p in cli.PROJECTS])
+def test_the_quick_check_of_every_project_runs_only_what_its_checks_need_and_passes(project, tmp_path):
+    """The default `hardway check` runs the TODO and check cells and the cells they read from; on a notebook
+    filled in with the solution every TODO passes, so no cell a check needs is left out."""
+    nb = json.loads((ROOT / project / "solution.ipynb").read_text(encoding="utf-8"))
+    code_cells = {i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"}
+    only = cli.cells_for_checks(nb["cells"])
+    assert only < code_cells  # the plots and experiments are left out
+    executed = cli.execute(nb, ROOT / project, timeout=300, progress=False, only=only)
+    results, _ = cli.grade(executed, cli.todo_labels(cli.find_project(project[:2])))
+    assert results and all(r.status == "passed" for r in results), [(r.number, r.status) for r in results]
+
+
+def test_the_quick_check_leaves_out_experiments_and_ignores_their_saved_outputs(tmp_path, capsys):
+    path = _fresh_starter(tmp_path)
+    nb = json.loads(path.read_text())
+    only = cli.cells_for_checks(nb["cells"])
+    skipped = next(i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code" and i not in only)
+    # a stale ✅ line saved in a cell that the quick check does not run must not count as a pass
+    stale = {"output_type": "stream", "name": "stdout", "text": "✅ TODO 1 x: y\n"}
+    nb["cells"][skipped]["outputs"] = [stale]
+    path.write_text(json.dumps(nb))
+    code, out, _ = _run(capsys, "check", "01", "--notebook", str(path), "--no-progress")
+    assert code == 1 and out.count(": not done yet") == 6, out
+    assert "as saved on disk" in out and "the TODOs, their checks and what they use" in out
+    code, out, _ = _run(capsys, "check", "01", "--notebook", str(path), "--no-progress", "--full")
+    assert "running every cell" in out and out.count(": not done yet") == 6
+
+
+def test_cells_for_checks_follows_the_names_a_check_reads_back_to_their_cells():
+    cells = [{"cell_type": "code", "source": s} for s in (
+        "import torch\nfrom shared.checks.x import check_f",  # 0: imports
+        "DATA = torch.arange(3)",  # 1: read by the check cell
+        "%matplotlib inline\nplt.plot(DATA)",  # 2: a plot nothing reads
+        "def helper(v):\n    return v + OFFSET",  # 3: a given helper, reads OFFSET inside its body
+        "OFFSET = 1",  # 4: defined after helper, read when it runs
+        "# TODO 1: f\ndef f(x):\n    return helper(x)",  # 5: the TODO
+        "check_f(f, DATA)",  # 6: its check
+        "print('unrelated'",  # 7: a syntax error in an experiment
+    )]
+    assert cli.cells_for_checks(cells) == {0, 1, 3, 4, 5, 6}
+
+
 def test_check_on_the_untouched_starter_says_every_todo_is_not_done_yet(tmp_path, capsys):
     code, out, _ = _run(capsys, "check", "01", "--notebook", str(_fresh_starter(tmp_path)), "--no-progress")
     assert code == 1

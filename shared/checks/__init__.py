@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
+import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -146,7 +148,8 @@ def assert_close(
                                    check_dtype=False)
     except AssertionError as err:
         detail = str(err).strip().splitlines()
-        summary = "; ".join(line.strip() for line in detail[:4])
+        summary = "; ".join(line.strip() for line in detail if line.strip())
+        summary = re.sub(r"\d+\.\d{5,}(e[-+]?\d+)?", lambda m: f"{float(m.group()):.4g}", summary)
         raise _failure(f"{what}: values differ ({summary})", expected, got, hint) from None
     if got.numel() == 0:
         return 0.0
@@ -209,12 +212,71 @@ def learner_check(todo: int, name: str) -> Callable[[Callable[..., str]], Callab
                     )
                 raise TodoNotDone(msg) from None
             except CheckFailed as err:
-                err.args = (f"❌ TODO {todo} {name}: {err}",)
+                note = _failing_dependencies(check, todo, args, kwargs)
+                err.args = (f"❌ TODO {todo} {name}: {err}{note}",)
                 raise
             print(f"✅ TODO {todo} {name}: {sentence}")
 
         wrapper.todo = todo  # type: ignore[attr-defined]
         wrapper.todo_name = name  # type: ignore[attr-defined]
+        _CHECKS.setdefault(check.__module__, {})[name] = wrapper
         return wrapper
 
     return decorate
+
+
+# ------------------------------------------------------------------- a failure that an earlier TODO causes
+
+#: checks module -> {function name of a TODO: its check}, filled by :func:`learner_check`
+_CHECKS: dict[str, dict[str, Callable[..., None]]] = {}
+
+
+def _names_called(fn: Callable, depth: int = 2) -> dict[str, Callable]:
+    """The functions of the learner's notebook that ``fn`` refers to by name (and those that they refer to,
+    ``depth`` levels deep): name -> function, read from ``fn``'s globals."""
+    found: dict[str, Callable] = {}
+    todo = [(fn, depth)]
+    while todo:
+        f, left = todo.pop()
+        code, namespace = getattr(f, "__code__", None), getattr(f, "__globals__", None)
+        if code is None or namespace is None:
+            continue
+        codes, names = [code], set()
+        while codes:  # nested functions and comprehensions have code objects of their own
+            c = codes.pop()
+            names.update(c.co_names)
+            codes.extend(k for k in c.co_consts if hasattr(k, "co_names"))
+        for n in names:
+            g = namespace.get(n)
+            if callable(g) and hasattr(g, "__code__") and getattr(g, "__module__", None) == f.__module__:
+                if n not in found:
+                    found[n] = g
+                    if left > 1:
+                        todo.append((g, left - 1))
+    return found
+
+
+def _failing_dependencies(check: Callable, todo: int, args: tuple, kwargs: dict) -> str:
+    """Lines naming each earlier TODO of this project that the learner's function calls and that fails its
+    own check, or ``""``. A wrong TODO 2 can make a correct TODO 6 fail: the learner should fix TODO 2."""
+    registry = _CHECKS.get(check.__module__, {})
+    lines = []
+    for arg in [*args, *kwargs.values()]:
+        if not callable(arg):
+            continue
+        for fn_name, dep in sorted(_names_called(arg).items()):
+            dep_check = registry.get(fn_name)
+            dep_todo = getattr(dep_check, "todo", None)
+            if dep_check is None or dep_todo is None or dep_todo >= todo:
+                continue
+            try:
+                with contextlib.redirect_stdout(io.StringIO()):
+                    dep_check(dep)
+            except (CheckFailed, TodoNotDone):
+                lines.append(
+                    f"   note: this TODO calls your {fn_name} (TODO {dep_todo}), which fails its own check: "
+                    f"fix TODO {dep_todo} first and run its check cell; this failure may come from it."
+                )
+            except Exception:  # noqa: BLE001 - the note is a courtesy; the failure above stands on its own
+                continue
+    return "".join("\n" + line for line in dict.fromkeys(lines))

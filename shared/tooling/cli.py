@@ -2,8 +2,9 @@
 
     hardway doctor                 environment report for bug reports (exit 1 on problems, with advice)
     hardway list                   the sixteen projects, their concept and your status
-    hardway check NN [--notebook PATH]
-                                   run your notebook for project NN headless; one line per TODO
+    hardway check NN [--notebook PATH] [--full]
+                                   run your saved notebook for project NN headless (its TODO and check
+                                   cells and what they use; --full: every cell); one line per TODO
     hardway progress [--markdown]  TODOs passed per project, and when last checked
     hardway run NN                 run the solution headless; HTML export and figures into build/
     hardway reset NN               a fresh starter for NN, after backing up yours (nothing is lost)
@@ -33,6 +34,7 @@ from shared.tooling.notebooks import (
     ROOT,
     backup_notebook,
     dumps_notebook,
+    kernel_config,
     make_starter,
 )
 from shared.utils import CHECK_PASSED, TODO_LABEL, TODO_NUMBER, atomic_write_text
@@ -162,8 +164,13 @@ def save_progress(progress: dict[str, Any]) -> None:
 # ----------------------------------------------------------------------------- executing notebooks
 
 
-def execute(nb: dict[str, Any], cwd: Path, timeout: int, progress: bool = True) -> Any:
-    """Execute a notebook cell by cell (errors allowed) with a progress bar; return the executed node."""
+def execute(
+    nb: dict[str, Any], cwd: Path, timeout: int, progress: bool = True, only: set[int] | None = None
+) -> Any:
+    """Execute a notebook cell by cell (errors allowed) with a progress bar; return the executed node.
+
+    With ``only``, just those cells run (in notebook order) and every other cell's outputs are cleared, so
+    that no saved output of an earlier session can be read as this run's."""
     import nbformat
     from nbclient import NotebookClient
     from tqdm.auto import tqdm
@@ -175,13 +182,76 @@ def execute(nb: dict[str, Any], cwd: Path, timeout: int, progress: bool = True) 
         kernel_name="python3",
         allow_errors=True,
         resources={"metadata": {"path": str(cwd)}},
+        config=kernel_config(),
     )
     code_cells = [(i, c) for i, c in enumerate(node.cells) if c.cell_type == "code"]
+    if only is not None:
+        for i, cell in code_cells:
+            if i not in only:
+                cell.outputs, cell.execution_count = [], None
+        code_cells = [(i, c) for i, c in code_cells if i in only]
     bar = tqdm(code_cells, desc="running cells", unit="cell", disable=not progress, leave=False)
     with client.setup_kernel():
         for index, cell in bar:
             client.execute_cell(cell, index)
     return node
+
+
+CHECK_CALL = re.compile(r"\bcheck_\w+\s*\(")
+
+
+def _names(source: str) -> tuple[set[str], set[str], set[str], bool]:
+    """(names a cell defines, global names its top level reads, global names its function bodies read,
+    whether it star-imports), by the symbol table.
+
+    A cell that does not parse (a learner's syntax error) defines and reads nothing here; IPython magics
+    and shell lines are blanked first."""
+    import symtable
+
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    try:
+        top = symtable.symtable(code, "<cell>", "exec")
+    except SyntaxError:
+        return set(), set(), set(), False
+    symbols = top.get_symbols()
+    defined = {s.get_name() for s in symbols if s.is_assigned() or s.is_imported() or s.is_namespace()}
+    read = {s.get_name() for s in symbols if s.is_referenced()}
+    body: set[str] = set()
+    tables = list(top.get_children())
+    while tables:  # functions, classes, comprehensions: the globals their bodies read
+        t = tables.pop()
+        body |= {s.get_name() for s in t.get_symbols() if s.is_referenced() and s.is_global()}
+        tables.extend(t.get_children())
+    return defined, read - defined, body - defined, "import *" in code
+
+
+def cells_for_checks(cells: list[dict[str, Any]]) -> set[int]:
+    """The code cells a quick check must run: every TODO cell and every check cell, and, transitively,
+    the cells whose names they read (imports, data, given helpers); plots and experiments that no check
+    needs are left out.
+
+    A name read at a cell's top level comes from the last cell before it that defines it; a name read
+    inside a function body is looked up when the function runs, so from the last definer before each
+    kept cell from the function's own onwards."""
+    code = {i: _source(c) for i, c in enumerate(cells) if c.get("cell_type") == "code"}
+    info = {i: _names(src) for i, src in code.items()}
+    order = sorted(info)
+
+    def last_definer(name: str, before: int) -> int | None:
+        return next((j for j in reversed(order) if j < before and name in info[j][0]), None)
+
+    keep = {i for i, src in code.items() if TODO_LABEL.search(src) or CHECK_CALL.search(src)}
+    while True:
+        needed = set()
+        for i in keep:
+            defined, top, body, _ = info[i]
+            needed |= {last_definer(n, i) for n in top}
+            needed |= {last_definer(n, j) for n in body for j in keep if j >= i}
+            needed |= {j for j in order if j < i and info[j][3]}  # a star import may define anything
+        needed.discard(None)
+        if needed <= keep:
+            return keep
+        keep |= needed  # type: ignore[arg-type]
 
 
 @dataclass
@@ -288,8 +358,12 @@ def cmd_check(args: argparse.Namespace) -> int:
     nb = read_notebook(path)
     ensure_same_project(nb, project, path)
     labels = todo_labels(project)
-    print(f"checking {path} (project {project.number}, {len(labels)} TODOs) ...", flush=True)
-    executed = execute(nb, root() / project.folder, timeout=args.timeout, progress=not args.no_progress)
+    only = None if args.full else cells_for_checks(nb["cells"])
+    scope = "every cell" if only is None else f"{len(only)} cells: the TODOs, their checks and what they use"
+    print(f"checking {path} as saved on disk (save it in JupyterLab first) — project {project.number}, "
+          f"{len(labels)} TODOs, running {scope} ...", flush=True)
+    executed = execute(nb, root() / project.folder, timeout=args.timeout, progress=not args.no_progress,
+                       only=only)
     results, other = grade(executed, labels, read_notebook(root() / project.folder / "solution.ipynb"))
     marks = {"passed": "✅", "failed": "❌", "not done yet": "⏳", "not checked": "⚠️ "}
     for r in results:
@@ -544,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--notebook", help="the notebook to check (default: the project's starter.ipynb)")
     check.add_argument("--timeout", type=int, default=600, help="seconds allowed per cell (default 600)")
     check.add_argument("--no-progress", action="store_true", help="no progress bar")
+    check.add_argument("--full", action="store_true",
+                       help="run every cell (default: only the TODOs, their checks and the cells they use)")
     check.set_defaults(func=cmd_check)
     prog = sub.add_parser("progress", help="TODOs passed per project")
     prog.add_argument("--markdown", action="store_true", help="print a markdown checklist")

@@ -32,7 +32,9 @@ import argparse
 import ast
 import copy
 import datetime as dt
+import functools
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -461,6 +463,7 @@ def run_starter(
         kernel_name="python3",
         allow_errors=True,
         resources={"metadata": {"path": str(path.parent)}},
+        config=kernel_config(),
     )
     client.execute()
     solution_path = path.parent / "solution.ipynb"
@@ -468,6 +471,22 @@ def run_starter(
     if solution_path.exists():
         solution_cells = json.loads(solution_path.read_text(encoding="utf-8"))["cells"]
     return classify_errors(path, nb["cells"], solution_cells)
+
+
+def kernel_config() -> Any:
+    """Configuration for the kernels that our tools start: talk to them over local IPC sockets, not
+    unencrypted TCP ports on 127.0.0.1 (ipykernel warns about those on every start), except on Windows,
+    where ZeroMQ has no IPC transport."""
+    import tempfile
+    import uuid
+
+    from traitlets.config import Config
+
+    if os.name == "nt":
+        return Config()
+    # an absolute prefix for the socket files: the kernel runs in the project's folder, the client here
+    prefix = Path(tempfile.gettempdir()) / f"hardway-kernel-{uuid.uuid4().hex[:12]}"
+    return Config({"KernelManager": {"transport": "ipc", "ip": str(prefix)}})
 
 
 # ----------------------------------------------------------------------------- solution functions for tests
@@ -485,10 +504,8 @@ def solution_functions(
     into the buggy variant. Only ``import`` statements, assignments of literal constants and the named
     ``def``s are taken from the notebook's own code cells in this repository.
     """
-    nb = json.loads(Path(notebook).read_text(encoding="utf-8"))
-    code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines())
-    tree = ast.parse(code)
+    path = Path(notebook)
+    code, tree = _solution_code(str(path.resolve()), path.stat().st_mtime_ns)
     keep: list[str] = []
     found: set[str] = set()
     for node in tree.body:
@@ -516,6 +533,16 @@ def solution_functions(
     namespace: dict[str, Any] = {"__name__": f"solution_of_{Path(notebook).parent.name}"}
     exec(compile(source, str(notebook), "exec"), namespace)  # noqa: S102 - our own repository's notebook
     return {n: namespace[n] for n in names}
+
+
+@functools.lru_cache(maxsize=32)
+def _solution_code(path: str, mtime_ns: int) -> tuple[str, ast.Module]:
+    """A notebook's code cells as one module's source and its syntax tree (cached per file version: the
+    mutation catalogue loads the same solution hundreds of times)."""
+    nb = json.loads(Path(path).read_text(encoding="utf-8"))
+    code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
+    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines())
+    return code, ast.parse(code)
 
 
 def _is_literal(node: ast.AST) -> bool:
