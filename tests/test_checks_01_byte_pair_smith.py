@@ -96,17 +96,6 @@ def test_check_get_stats_says_not_done_on_the_stub():
         check_get_stats(stub(1))
 
 
-def test_check_get_stats_catches_a_missing_last_pair():
-    buggy = solution("get_stats", replace=[("for pair in itertools.pairwise(ids):",
-                                            "for pair in itertools.pairwise(ids[:-1]):")])
-    fails(check_get_stats, buggy, "last pair (ids[-2], ids[-1]) is missing")
-
-
-def test_check_get_stats_catches_ignoring_the_running_counts():
-    buggy = solution("get_stats", replace=[("counts = {} if counts is None else counts", "counts = {}")])
-    fails(check_get_stats, buggy, "add to it in place and return that same dict")
-
-
 def test_check_get_stats_rejects_a_non_dict_result():
     fails(check_get_stats, lambda ids, counts=None: list(zip(ids, ids[1:], strict=False)), "not a dict")
 
@@ -122,29 +111,6 @@ def test_check_merge_passes_on_solution(capsys):
 def test_check_merge_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 2 \\(merge\\) is not done yet"):
         check_merge(stub(2))
-
-
-def test_check_merge_catches_overlapping_matches_on_aaa():
-    buggy = solution("merge", replace=[("            i += 2", "            i += 1")])
-    message = fails(check_merge, buggy, "overlapping pairs", "[X, a]")
-    assert "[256, 256, 97]" in message  # what the bug returned for 'aaa'
-
-
-def test_check_merge_catches_a_pair_at_the_end_being_skipped():
-    buggy = solution("merge", replace=[("if i + 1 < n and", "if i + 2 < n and")])
-    fails(check_merge, buggy, "ends at the last item was not merged")
-
-
-def test_check_merge_catches_modifying_the_input_in_place():
-    def in_place(ids, pair, new_id):
-        i = 0
-        while i < len(ids) - 1:
-            if (ids[i], ids[i + 1]) == pair:
-                ids[i : i + 2] = [new_id]
-            i += 1
-        return ids
-
-    fails(check_merge, in_place)
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -166,50 +132,6 @@ def test_check_train_bpe_names_the_unfinished_todo_it_builds_on():
     fns["train_bpe"].__globals__["get_stats"] = stub(1)
     with pytest.raises(TodoNotDone, match="uses TODO 1"):
         check_train_bpe(fns["train_bpe"])
-
-
-def test_check_train_bpe_catches_pairs_counted_across_chunk_boundaries():
-    fns = solution("get_stats", "merge", "train_bpe", replace=[
-        ('    chunks = [text] if split_pattern is None else regex.findall(split_pattern, text)',
-         '    chunks = ["".join(regex.findall(split_pattern, text)) if split_pattern else text]'),
-    ])
-    fails(check_train_bpe, fns["train_bpe"], "ONE sequence", "across chunk boundaries")
-
-
-def test_check_train_bpe_catches_ties_broken_by_the_largest_pair():
-    fns = solution("get_stats", "merge", "train_bpe", replace=[(
-        "        _, pair = heapq.heappop(heap)\n",
-        "        heapq.heappop(heap)\n        pair = max(counts, key=lambda p: (counts[p], p))\n",
-    )])
-    fails(check_train_bpe, fns["train_bpe"], "tied at count 2", "smallest")
-
-
-def test_check_train_bpe_catches_an_update_that_never_subtracts_the_old_pairs():
-    fns = solution("get_stats", "merge", "train_bpe", replace=[("counts[p] -= n * freqs[w]", "pass")])
-    fails(check_train_bpe, fns["train_bpe"], "subtract EVERY pair of the old word")
-
-
-def test_check_train_bpe_catches_an_update_that_forgets_the_word_frequency():
-    fns = solution("get_stats", "merge", "train_bpe", replace=[("counts[p] -= n * freqs[w]",
-                                                                "counts[p] -= n")])
-    fails(check_train_bpe, fns["train_bpe"], "subtract EVERY pair of the old word")
-
-
-def test_check_train_bpe_explains_a_tie_broken_by_dict_order_in_a_later_merge():
-    # max(counts, key=counts.get) breaks ties by dict insertion order: right on 'aaabdaaabac' by luck,
-    # wrong later, and the check must say it was a tie.
-    fns = solution("get_stats", "merge", "train_bpe", replace=[(
-        "        _, pair = heapq.heappop(heap)\n",
-        "        heapq.heappop(heap)\n        pair = max(counts, key=counts.get)\n",
-    )])
-    fails(check_train_bpe, fns["train_bpe"], "a tie:", "smallest pair")
-
-
-def test_check_train_bpe_catches_counting_each_distinct_chunk_once():
-    fns = solution("get_stats", "merge", "train_bpe", replace=[
-        ("word_counts = collections.Counter(chunks)", "word_counts = dict.fromkeys(chunks, 1)"),
-    ])
-    fails(check_train_bpe, fns["train_bpe"], "counted once", "how often the chunk occurs")
 
 
 def test_check_train_bpe_catches_a_naive_trainer_that_breaks_ties_by_first_seen():
@@ -266,22 +188,6 @@ def test_check_encode_says_not_done_on_the_stub():
         check_encode(stub(4))
 
 
-def test_check_encode_catches_merges_applied_latest_first():
-    fns = solution("get_stats", "merge", "encode", replace=[
-        ('min(stats, key=lambda p: merges.get(p, float("inf")))',
-         "min(stats, key=lambda p: -merges.get(p, -1))"),
-    ])
-    fails(check_encode, fns["encode"], "LOWEST rank")
-
-
-def test_check_encode_catches_merging_the_most_frequent_pair_first():
-    fns = solution("get_stats", "merge", "encode", replace=[
-        ('min(stats, key=lambda p: merges.get(p, float("inf")))',
-         "min(stats, key=lambda p: (p not in merges, -stats[p]))"),
-    ])
-    fails(check_encode, fns["encode"], "LOWEST rank", "not the most frequent pair")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 5
 
 
@@ -295,20 +201,6 @@ def test_check_decode_says_not_done_on_the_stub():
         check_decode(stub(5))
 
 
-def test_check_decode_catches_decoding_token_by_token():
-    buggy = solution("decode", replace=[
-        ('b"".join(vocab[i] for i in ids).decode("utf-8", errors="replace")',
-         '"".join(vocab[i].decode("utf-8", errors="replace") for i in ids)'),
-    ])
-    message = fails(check_decode, buggy, "PART of a character", "decode ONCE")
-    assert "한" in message
-
-
-def test_check_decode_catches_strict_utf8_decoding():
-    buggy = solution("decode", replace=[('.decode("utf-8", errors="replace")', '.decode("utf-8")')])
-    fails(check_decode, buggy, "UnicodeDecodeError", "errors='replace'")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 6
 
 
@@ -320,30 +212,6 @@ def test_check_split_text_passes_on_solution(capsys):
 def test_check_split_text_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 6 \\(split_text\\) is not done yet"):
         check_split_text(stub(6))
-
-
-def test_check_split_text_catches_dropped_whitespace():
-    buggy = solution("split_text", replace=[
-        ("return regex.findall(pattern, text)",
-         "return [c for c in regex.findall(pattern, text) if not c.isspace()]"),
-    ])
-    fails(check_split_text, buggy, "keep the whitespace chunks")
-
-
-def test_check_split_text_catches_special_tokens_that_go_through_the_pattern():
-    buggy = solution("split_text", replace=[("if not specials:", "if True:")])
-    message = fails(check_split_text, buggy, "cut into pieces", "FIRST")
-    assert "'<|'" in message  # the bug split "<|endoftext|>" into "<|", "endoftext", "|>"
-
-
-def test_check_split_text_catches_unescaped_special_tokens():
-    buggy = solution("split_text", replace=[("regex.escape(s) for s in specials", "s for s in specials")])
-    fails(check_split_text, buggy, "regex.escape")
-
-
-def test_check_split_text_catches_shortest_special_token_first():
-    buggy = solution("split_text", replace=[("key=len, reverse=True", "key=len, reverse=False")])
-    fails(check_split_text, buggy, "longer special tokens first")
 
 
 # ----------------------------------------------------------------------------------------------- property

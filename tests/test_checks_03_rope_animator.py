@@ -79,39 +79,12 @@ def test_sinusoidal_check_passes_on_the_solution(capsys):
     assert "✅ TODO 1 sinusoidal_encoding: matches shared.model.sinusoidal_positions" in out
 
 
-def test_sinusoidal_check_catches_swapped_sin_and_cos():
-    fn = solution("sinusoidal_encoding", replace=[("[angles.sin(), angles.cos()]",
-                                                   "[angles.cos(), angles.sin()]")])
-    fails(check_sinusoidal_encoding, fn, "swap sin and cos")
-
-
-def test_sinusoidal_check_catches_inverted_frequency_exponent():
-    fn = solution("sinusoidal_encoding", replace=[("10000.0 ** (-torch", "10000.0 ** (torch")])
-    fails(check_sinusoidal_encoding, fn, "sign of the exponent")
-
-
-def test_sinusoidal_check_catches_positions_from_one():
-    fn = solution("sinusoidal_encoding", replace=[("torch.arange(n_pos, dtype",
-                                                   "torch.arange(1, n_pos + 1, dtype")])
-    fails(check_sinusoidal_encoding, fn, "start positions at 1")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 2
 
 
 def test_learned_check_passes_on_the_solution(capsys):
     check_add_learned_positions(solution("add_learned_positions"))
     assert "✅ TODO 2 add_learned_positions: equals x + table[:T]" in capsys.readouterr().out
-
-
-def test_learned_check_catches_silent_slicing_past_the_table():
-    fn = solution("add_learned_positions", replace=[("if T > block_size:", "if False:")])
-    fails(check_add_learned_positions, fn, "raise ValueError")
-
-
-def test_learned_check_catches_positions_from_one():
-    fn = solution("add_learned_positions", replace=[("x + table[:T]", "x + table[1 : T + 1]")])
-    fails(check_add_learned_positions, fn, "starting at row 0")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -121,43 +94,6 @@ def test_rope_check_passes_on_the_solution(capsys):
     check_apply_rope(solution("apply_rope"))
     out = capsys.readouterr().out
     assert "✅ TODO 3 apply_rope: matches shared.model.apply_rope (pairs i, i+hs/2)" in out
-
-
-def test_rope_check_catches_adjacent_pairs_instead_of_rotate_half():
-    fn = solution("apply_rope", replace=[
-        ("a, b = x[..., :half], x[..., half:]", "a, b = x[..., 0::2], x[..., 1::2]"),
-        ("return torch.cat([a * cos - b * sin, a * sin + b * cos], dim=-1)",
-         "return torch.stack([a * cos - b * sin, a * sin + b * cos], dim=-1).flatten(-2)"),
-    ])
-    fails(check_apply_rope, fn, "adjacent pairs", "i + hs/2")
-
-
-def test_rope_check_catches_positions_from_one():
-    fn = solution("apply_rope", replace=[("positions.to(torch.float64)",
-                                          "(positions + 1).to(torch.float64)")])
-    fails(check_apply_rope, fn, "positions start at 0")
-
-
-def test_rope_check_catches_a_rope_that_ignores_its_positions_argument():
-    fn = solution("apply_rope", replace=[("positions.to(torch.float64)",
-                                          "torch.arange(x.size(-2), dtype=torch.float64)")])
-    fails(check_apply_rope, fn, "use the positions argument", "7..11")
-
-
-def test_rope_check_catches_positions_rounded_to_integers():
-    fn = solution("apply_rope", replace=[("positions.to(torch.float64)",
-                                          "positions.long().to(torch.float64)")])
-    fails(check_apply_rope, fn, "positions need not be integers")
-
-
-def test_rope_check_catches_inverted_frequency_exponent():
-    fn = solution("apply_rope", replace=[("base ** (-torch.arange", "base ** (torch.arange")])
-    fails(check_apply_rope, fn, "sign of the exponent")
-
-
-def test_rope_check_catches_a_rotation_that_is_not_one():
-    fn = solution("apply_rope", replace=[("a * sin + b * cos", "a * sin + b * sin")])
-    fails(check_apply_rope, fn, "a cos")
 
 
 def test_rope_property_checks_catch_q_and_k_rotated_with_different_pairs():
@@ -185,25 +121,3 @@ def test_alibi_check_passes_on_the_solution(capsys):
     assert "✅ TODO 4 alibi_bias: matches -shared.model.alibi_slopes(n)" in capsys.readouterr().out
 
 
-def test_alibi_check_catches_slopes_off_by_one_power():
-    fn = solution("alibi_bias", replace=[("first ** (h + 1)", "first ** h")])
-    fails(check_alibi_bias, fn, "2^(-8/n), not 1")
-
-
-def test_alibi_check_catches_a_wrong_rule_for_non_power_of_two_heads():
-    fn = solution("alibi_bias", replace=[("power_of_two_slopes(2 * p)[0::2]",
-                                          "power_of_two_slopes(2 * p)[1::2]")])
-    fails(check_alibi_bias, fn, "not a power of two", "every other slope")
-
-
-def test_alibi_check_catches_a_missing_causal_mask():
-    fn = solution("alibi_bias",
-                  replace=[('return bias.masked_fill(pos[None, :] > pos[:, None], float("-inf"))',
-                                          "return bias")])
-    fails(check_alibi_bias, fn, "-inf")
-
-
-def test_alibi_check_catches_an_inverted_distance_sign():
-    fn = solution("alibi_bias", replace=[("bias = -m[:, None, None] * dist",
-                                          "bias = m[:, None, None] * dist")])
-    fails(check_alibi_bias, fn, "2^(-8/n)")

@@ -1,12 +1,11 @@
 """Tests for shared/checks/entropy_plotter.py.
 
-Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
-yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
-editing the solution's source: temperature multiplied instead of divided, entropy in bits or without the
-0·log 0 guard, top-k keeping ties or dropping the k-th token, top-p dropping the crossing token or summing
-mass in vocabulary order, a sampler that ignores its generator or filters in the wrong order, distinct-n
-over the wrong denominator or across sequence boundaries, a repeated n-gram rate that counts first
-occurrences.
+Every check must pass on the solution notebook's own functions, printing its ✅ line, and say "not done
+yet" on an untouched starter stub. The realistic bugs each check must catch with a hint aimed at them, and
+the correct variants it must accept, are edits of the solution's source listed in the mutation catalogue,
+tests/catalogue/c07_entropy_plotter.py
+(run by tests/test_mutation_catalogue.py); this file keeps the references and the cases that need more
+than an edit.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import math
 
 import pytest
 import torch
-from check_helpers import fails, solution_loader, stub
+from check_helpers import solution_loader, stub
 
 from shared.checks import TodoNotDone
 from shared.checks.entropy_plotter import (
@@ -85,19 +84,6 @@ def test_check_temperature_softmax_says_not_done_on_the_stub():
         check_temperature_softmax(stub(1))
 
 
-def test_check_temperature_softmax_catches_multiplying_by_the_temperature():
-    buggy = solution("temperature_softmax", replace=[("logits / temperature", "logits * temperature")])
-    fails(check_temperature_softmax, buggy, "multiplied by T", "divide")
-
-
-def test_check_temperature_softmax_catches_an_overflowing_exp():
-    buggy = solution("temperature_softmax", replace=[
-        ("return torch.softmax(logits / temperature, dim=-1)",
-         "e = torch.exp(logits / temperature)\n    return e / e.sum(-1, keepdim=True)"),
-    ])
-    fails(check_temperature_softmax, buggy, "subtract each row's max")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 2
 
 
@@ -109,19 +95,6 @@ def test_check_entropy_passes_on_solution(capsys):
 def test_check_entropy_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 2"):
         check_entropy(stub(2))
-
-
-def test_check_entropy_catches_bits_instead_of_nats():
-    buggy = solution("entropy", replace=[("probs.clamp_min(1e-45).log()", "probs.clamp_min(1e-45).log2()")])
-    fails(check_entropy, buggy, "bits (log2)", "nats")
-
-
-def test_check_entropy_catches_a_missing_zero_guard():
-    buggy = solution("entropy", replace=[
-        ("torch.where(probs > 0, probs * probs.clamp_min(1e-45).log(), torch.zeros_like(probs))",
-         "probs * probs.log()"),
-    ])
-    fails(check_entropy, buggy, "0 · log 0", "NaN")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -138,28 +111,6 @@ def test_check_top_k_filter_says_not_done_on_the_stub():
         check_top_k_filter(stub(3))
 
 
-def test_check_top_k_filter_catches_keeping_ties_at_the_kth_value():
-    buggy = solution("top_k_filter", replace=[
-        ("keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, indices, True)",
-         "keep = logits >= torch.topk(logits, k, dim=-1).values[..., -1:]"),
-    ])
-    fails(check_top_k_filter, buggy, "ties at the k-th value must not add tokens")
-
-
-def test_check_top_k_filter_catches_strictly_greater_than_the_kth_value():
-    buggy = solution("top_k_filter", replace=[
-        ("keep = torch.zeros_like(logits, dtype=torch.bool).scatter(-1, indices, True)",
-         "keep = logits > torch.topk(logits, k, dim=-1).values[..., -1:]"),
-    ])
-    fails(check_top_k_filter, buggy, "k-th largest logit itself was removed", ">=")
-
-
-def test_check_top_k_filter_catches_an_off_by_one_k():
-    buggy = solution("top_k_filter", replace=[("indices = torch.topk(logits, k, dim=-1)",
-                                               "indices = torch.topk(logits, max(k - 1, 1), dim=-1)")])
-    fails(check_top_k_filter, buggy, "tokens kept per row")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 4
 
 
@@ -172,27 +123,6 @@ def test_check_top_p_filter_passes_on_solution(capsys):
 def test_check_top_p_filter_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 4"):
         check_top_p_filter(stub(4))
-
-
-def test_check_top_p_filter_catches_dropping_the_crossing_token():
-    buggy = solution("top_p_filter", replace=[("drop_sorted = mass_before >= p",
-                                               "drop_sorted = probs.cumsum(-1) > p")])
-    fails(check_top_p_filter, buggy, "token that crosses p was dropped")
-
-
-def test_check_top_p_filter_catches_mass_summed_in_vocabulary_order():
-    buggy = solution("top_p_filter", replace=[
-        ("    drop = drop_sorted.scatter(-1, order, drop_sorted)  # (..., V) back in vocabulary order\n",
-         "    vocab_probs = torch.softmax(logits, dim=-1)\n"
-         "    drop = vocab_probs.cumsum(-1) - vocab_probs >= p\n"),
-    ])
-    fails(check_top_p_filter, buggy, "vocabulary order", "torch.sort")
-
-
-def test_check_top_p_filter_catches_a_decision_left_in_sorted_order():
-    buggy = solution("top_p_filter", replace=[("drop = drop_sorted.scatter(-1, order, drop_sorted)",
-                                               "drop = drop_sorted")])
-    fails(check_top_p_filter, buggy, "keeps the wrong tokens")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 5
@@ -217,38 +147,6 @@ def test_check_sample_next_names_an_unfinished_top_p_filter():
         check_sample_next(fns["sample_next"])
 
 
-def test_check_sample_next_catches_a_missing_greedy_branch():
-    fns = solution(*SAMPLER, replace=[("    if temperature == 0:\n", "    if temperature < 0:\n")])
-    fails(check_sample_next, fns["sample_next"], "temperature 0 means greedy")
-
-
-def test_check_sample_next_catches_multiplying_by_the_temperature():
-    fns = solution(*SAMPLER, replace=[("z = logits / temperature", "z = logits * temperature")])
-    fails(check_sample_next, fns["sample_next"], "argmax")
-
-
-def test_check_sample_next_catches_filters_before_the_temperature():
-    fns = solution(*SAMPLER, replace=[
-        ("    z = logits / temperature  # (B, V)\n", "    z = logits\n"),
-        ("    probs = temperature_softmax(z, 1.0)", "    probs = temperature_softmax(z, temperature)"),
-    ])
-    fails(check_sample_next, fns["sample_next"], "filters ran before the temperature")
-
-
-def test_check_sample_next_catches_sampling_from_the_unfiltered_distribution():
-    fns = solution(*SAMPLER, replace=[
-        ("ids = torch.multinomial(probs, 1, generator=generator)",
-         "ids = torch.multinomial(temperature_softmax(logits, temperature), 1, generator=generator)"),
-    ])
-    fails(check_sample_next, fns["sample_next"], "only the argmax survives the filter")
-
-
-def test_check_sample_next_catches_an_ignored_generator():
-    fns = solution(*SAMPLER, replace=[("ids = torch.multinomial(probs, 1, generator=generator)",
-                                       "ids = torch.multinomial(probs, 1)")])
-    fails(check_sample_next, fns["sample_next"], "generator=generator")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 6
 
 
@@ -262,29 +160,6 @@ def test_check_distinct_n_says_not_done_on_the_stub():
         check_distinct_n(stub(6))
 
 
-def test_check_distinct_n_catches_dividing_by_the_unique_count():
-    buggy = solution("distinct_n", replace=[("len(set(grams)) / len(grams)",
-                                             "len(set(grams)) / len(set(grams))")])
-    fails(check_distinct_n, buggy, "not the number of unique ones")
-
-
-def test_check_distinct_n_catches_n_grams_across_sequence_boundaries():
-    buggy = solution("distinct_n", replace=[
-        ("grams = [tuple(seq[i : i + n]) for seq in sequences for i in range(len(seq) - n + 1)]",
-         "joined = [t for seq in sequences for t in seq]\n"
-         "    grams = [tuple(joined[i : i + n]) for i in range(len(joined) - n + 1)]"),
-    ])
-    fails(check_distinct_n, buggy, "must not cross from one sequence into the next")
-
-
-def test_check_distinct_n_catches_dividing_by_the_number_of_tokens():
-    buggy = solution("distinct_n", replace=[
-        ("len(set(grams)) / len(grams) if grams",
-         "len(set(grams)) / sum(len(s) for s in sequences) if grams"),
-    ])
-    fails(check_distinct_n, buggy, "not the number of tokens")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 7
 
 
@@ -296,28 +171,6 @@ def test_check_repeated_ngram_rate_passes_on_solution(capsys):
 def test_check_repeated_ngram_rate_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 7"):
         check_repeated_ngram_rate(stub(7))
-
-
-def test_check_repeated_ngram_rate_catches_counting_first_occurrences():
-    buggy = solution("repeated_ngram_rate", replace=[
-        ("return 1.0 - len(set(grams)) / len(grams) if grams else 0.0",
-         "return sum(grams.count(g) > 1 for g in grams) / len(grams) if grams else 0.0"),
-    ])
-    fails(check_repeated_ngram_rate, buggy, "first occurrence of an n-gram is not a repeat")
-
-
-def test_check_repeated_ngram_rate_catches_dividing_by_the_unique_count():
-    buggy = solution("repeated_ngram_rate", replace=[
-        ("return 1.0 - len(set(grams)) / len(grams) if grams else 0.0",
-         "return (len(grams) - len(set(grams))) / len(set(grams)) if grams else 0.0"),
-    ])
-    fails(check_repeated_ngram_rate, buggy, "not by the number of unique ones")
-
-
-def test_check_repeated_ngram_rate_catches_returning_distinct_n():
-    buggy = solution("repeated_ngram_rate", replace=[("return 1.0 - len(set(grams))",
-                                                      "return len(set(grams))")])
-    fails(check_repeated_ngram_rate, buggy, "that is distinct-n")
 
 
 def test_solution_entropy_of_uniform_is_log_v():

@@ -1,10 +1,10 @@
 """Tests for shared/checks/sliding_window.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
-yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
-editing the solution's source: the window off by one, a non-causal window, padding keys left unmasked, a
-banded attention that secretly builds T x T, a ring buffer written at pos instead of pos % W or read in the
-wrong order, an online softmax that forgets to rescale, drops the -inf guard or the max subtraction.
+yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes. The bugs
+that are textual edits of the solution live in the mutation catalogue (tests/catalogue/c09_sliding_window.py);
+here remain the ones that need their own code: a banded or online attention that secretly builds T x T, and
+a ring cache written into a copy.
 """
 
 from __future__ import annotations
@@ -64,23 +64,6 @@ def test_check_sliding_window_mask_says_not_done_on_the_stub():
         check_sliding_window_mask(stub(1))
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "hint"),
-    [
-        ("(j > i - window)", "(j >= i - window)", "W + 1 keys"),
-        ("(j > i - window)", "(j > i - window + 1)", "only W - 1 keys"),
-        ("return (j <= i) & (j > i - window)", "return (i - j).abs() < window", "keys after the query"),
-        ("return (j <= i) & ", "return (j < i) & ", "diagonal is missing"),
-    ],
-)
-def test_check_sliding_window_mask_catches_off_by_one_and_non_causal_windows(old, new, hint):
-    fails(check_sliding_window_mask, solution("sliding_window_mask", replace=[(old, new)]), hint)
-
-
-def test_check_sliding_window_mask_rejects_an_int_mask():
-    fails(check_sliding_window_mask, lambda T, W: reference_window_mask(T, W).long(), "bool tensor")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 2
 
 
@@ -94,23 +77,6 @@ def test_check_banded_attention_passes_on_solution(capsys):
 def test_check_banded_attention_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 2"):
         check_banded_attention(stub(2))
-
-
-def test_check_banded_attention_catches_unmasked_padding():
-    buggy = solution("banded_attention", replace=[
-        ('    scores = scores.masked_fill(key_pos < 0, float("-inf"))  # padding rows are not keys\n', ""),
-    ])
-    fails(check_banded_attention, buggy, "padded before position 0 got weight")
-
-
-def test_check_banded_attention_catches_a_missing_scale():
-    buggy = solution("banded_attention", replace=[(" / math.sqrt(hs)  # (B, H, T, W)", "  # (B, H, T, W)")])
-    fails(check_banded_attention, buggy, "sqrt(hs)")
-
-
-def test_check_banded_attention_catches_a_window_of_w_plus_one():
-    buggy = solution("banded_attention", replace=[("W = min(window, T)", "W = min(window + 1, T)")])
-    fails(check_banded_attention, buggy, "W + 1 keys")
 
 
 def test_check_banded_attention_catches_a_dense_masked_implementation():
@@ -138,24 +104,6 @@ def test_check_ring_kv_cache_says_not_done_on_the_stub():
         check_ring_kv_cache(stub(3))
 
 
-def test_check_ring_kv_cache_catches_writing_at_pos_instead_of_pos_mod_w():
-    buggy = solution("ring_kv_update", replace=[("slot = pos % W\n", "slot = pos\n")])
-    fails(check_ring_kv_cache, buggy, "slot pos % W", "raised IndexError")
-
-
-def test_check_ring_kv_cache_catches_slots_read_in_storage_order():
-    buggy = solution("ring_kv_update", replace=[("order = (torch.arange(1, W + 1) + slot) % W",
-                                                 "order = torch.arange(W)")])
-    fails(check_ring_kv_cache, buggy, "wrong order", "oldest first")
-
-
-def test_check_ring_kv_cache_catches_unwritten_slots_returned():
-    buggy = solution("ring_kv_update", replace=[
-        ("return cache_k[:, :, : pos + 1], cache_v[:, :, : pos + 1]", "return cache_k, cache_v"),
-    ])
-    fails(check_ring_kv_cache, buggy, "only the pos + 1 slots written so far")
-
-
 def test_check_ring_kv_cache_catches_a_copy_instead_of_an_in_place_write():
     def copying(cache_k, cache_v, k, v, pos):
         return solution("ring_kv_update")(cache_k.clone(), cache_v.clone(), k, v, pos)
@@ -175,34 +123,6 @@ def test_check_online_softmax_attention_passes_on_solution(capsys):
 def test_check_online_softmax_attention_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 4"):
         check_online_softmax_attention(stub(4))
-
-
-def test_check_online_softmax_attention_catches_a_missing_rescale():
-    buggy = solution("online_softmax_attention", replace=[
-        ("l = alpha * l + p.sum(dim=-1, keepdim=True)", "l = l + p.sum(dim=-1, keepdim=True)"),
-        ("acc = alpha * acc + p @ vb", "acc = acc + p @ vb"),
-    ])
-    fails(check_online_softmax_attention, buggy, "rescale the running sum AND the accumulator")
-
-
-def test_check_online_softmax_attention_catches_nan_from_fully_masked_blocks():
-    buggy = solution("online_softmax_attention", replace=[
-        ('m_safe = m_new.masked_fill(m_new == float("-inf"), 0.0)', "m_safe = m_new"),
-    ])
-    fails(check_online_softmax_attention, buggy, "returned NaN", "exp(-inf - (-inf)) = NaN")
-
-
-def test_check_online_softmax_attention_catches_exp_without_the_max():
-    buggy = solution("online_softmax_attention", replace=[
-        ("p = torch.exp(s - m_safe)", "p = torch.exp(s)"),
-        ("alpha = torch.exp(m - m_safe)", "alpha = torch.ones_like(m)"),
-    ])
-    fails(check_online_softmax_attention, buggy, "subtract the running max")
-
-
-def test_check_online_softmax_attention_catches_a_missing_final_division():
-    buggy = solution("online_softmax_attention", replace=[("return acc / l", "return acc")])
-    fails(check_online_softmax_attention, buggy, "divide the accumulator")
 
 
 def test_check_online_softmax_attention_catches_the_full_score_matrix():

@@ -1,11 +1,9 @@
 """Tests for shared/checks/grouped_query.py.
 
-Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
-yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
-editing the solution's source: KV heads tiled with .repeat instead of repeat_interleave, no causal mask,
-heads pooled across groups or over head_dim, the first head kept instead of the mean, only the converted
-tensors loaded into the new model, the factor 2 for K and V forgotten, n_head used instead of the KV heads,
-no input validation.
+Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, and (2) say "not
+done yet" on an untouched starter stub, also when a TODO it builds on is unfinished. The realistic bugs,
+textual edits of the solution, and the correct variants every check must accept are in the mutation catalogue
+(tests/catalogue/c10_grouped_query.py).
 """
 
 from __future__ import annotations
@@ -13,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from check_helpers import fails, solution_loader, stub
+from check_helpers import solution_loader, stub
 
 from shared.checks import TodoNotDone
 from shared.checks.grouped_query import (
@@ -31,7 +29,6 @@ from shared.model import GPT, GPTConfig
 solution = solution_loader("10_grouped_query")
 GQA_PARTS = ["repeat_kv", "grouped_query_attention"]
 CONVERT_PARTS = ["mean_pool_kv", "convert_to_gqa"]
-REPEAT_LINE = "return kv[:, :, None].expand(B, nkv, n_rep, S, hs).reshape(B, nkv * n_rep, S, hs)"
 
 
 # ----------------------------------------------------------------------------------------------- references
@@ -71,23 +68,9 @@ def test_check_repeat_kv_passes_on_solution(capsys):
     assert capsys.readouterr().out.startswith("✅ TODO 1 repeat_kv: ")
 
 
-def test_check_repeat_kv_passes_on_repeat_interleave():
-    check_repeat_kv(lambda kv, n_rep: kv.repeat_interleave(n_rep, dim=1))
-
-
 def test_check_repeat_kv_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 1 \\(repeat_kv\\) is not done yet"):
         check_repeat_kv(stub(1))
-
-
-def test_check_repeat_kv_catches_tiling_with_repeat():
-    buggy = solution("repeat_kv", replace=[(REPEAT_LINE, "return kv.repeat(1, n_rep, 1, 1)")])
-    fails(check_repeat_kv, buggy, "wrong order", "repeat_interleave")
-
-
-def test_check_repeat_kv_catches_repeating_the_time_axis():
-    buggy = solution("repeat_kv", replace=[(REPEAT_LINE, "return kv.repeat_interleave(n_rep, dim=2)")])
-    fails(check_repeat_kv, buggy, "time axis")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 2
@@ -112,29 +95,7 @@ def test_check_grouped_query_attention_names_an_unfinished_repeat_kv():
         check_grouped_query_attention(fns["grouped_query_attention"])
 
 
-def test_check_grouped_query_attention_catches_heads_repeated_in_the_wrong_order():
-    fns = solution(*GQA_PARTS, replace=[(REPEAT_LINE, "return kv.repeat(1, n_rep, 1, 1)")])
-    fails(check_grouped_query_attention, fns["grouped_query_attention"], "wrong order", "repeat_interleave")
-
-
-def test_check_grouped_query_attention_catches_a_missing_causal_mask():
-    fns = solution(*GQA_PARTS, replace=[
-        ("y = F.scaled_dot_product_attention(q, k, v, is_causal=True)",
-         "y = F.scaled_dot_product_attention(q, k, v)"),
-    ])
-    fails(check_grouped_query_attention, fns["grouped_query_attention"], "no causal mask")
-
-
-def test_check_grouped_query_attention_catches_k_and_v_swapped():
-    fns = solution(*GQA_PARTS, replace=[
-        ("q, k, v = F.linear(x, w_qkv, b_qkv)", "q, v, k = F.linear(x, w_qkv, b_qkv)"),
-    ])
-    fails(check_grouped_query_attention, fns["grouped_query_attention"], "k and v are swapped")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 3
-
-POOL_LINE = "grouped = rows.reshape(n_kv_head, r, hs, *rows.shape[1:])  # (nkv, r, hs, ...)"
 
 
 def test_check_mean_pool_kv_passes_on_solution(capsys):
@@ -145,33 +106,6 @@ def test_check_mean_pool_kv_passes_on_solution(capsys):
 def test_check_mean_pool_kv_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 3 \\(mean_pool_kv\\) is not done yet"):
         check_mean_pool_kv(stub(3))
-
-
-def test_check_mean_pool_kv_catches_pooling_across_groups():
-    buggy = solution("mean_pool_kv", replace=[
-        (POOL_LINE, "grouped = rows.reshape(r, n_kv_head, hs, *rows.shape[1:]).transpose(0, 1)"),
-    ])
-    fails(check_mean_pool_kv, buggy, "ACROSS groups", "CONSECUTIVE")
-
-
-def test_check_mean_pool_kv_catches_keeping_the_first_head():
-    buggy = solution("mean_pool_kv", replace=[("grouped.mean(dim=1)", "grouped[:, 0]")])
-    fails(check_mean_pool_kv, buggy, "first head")
-
-
-def test_check_mean_pool_kv_catches_pooling_over_head_dim():
-    buggy = solution("mean_pool_kv", replace=[
-        ("grouped.mean(dim=1)", "grouped.mean(dim=2, keepdim=True).expand_as(grouped)[:, 0]"),
-    ])
-    fails(check_mean_pool_kv, buggy, "head_dim")
-
-
-def test_check_mean_pool_kv_catches_a_bias_left_unpooled():
-    buggy = solution("mean_pool_kv", replace=[
-        ("None if b_qkv is None else convert(b_qkv)",
-         "None if b_qkv is None else b_qkv[: len(convert(b_qkv))]"),
-    ])
-    fails(check_mean_pool_kv, buggy, "pool the bias")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
@@ -194,22 +128,6 @@ def test_check_convert_to_gqa_names_an_unfinished_mean_pool_kv():
         check_convert_to_gqa(fns["convert_to_gqa"])
 
 
-def test_check_convert_to_gqa_catches_loading_only_the_converted_tensors():
-    fns = solution(*CONVERT_PARTS, replace=[
-        ("    new.load_state_dict(state)\n",
-         "    new.load_state_dict({k: v for k, v in state.items() if 'c_attn' in k}, strict=False)\n"),
-    ])
-    fails(check_convert_to_gqa, fns["convert_to_gqa"], "differs from the original", "copy every other tensor")
-
-
-def test_check_convert_to_gqa_catches_a_model_that_is_modified_in_place():
-    fns = solution(*CONVERT_PARTS, replace=[
-        ("state = {key: value.clone() for key, value in model.state_dict().items()}",
-         "state = model.state_dict()\n    model.transformer.wte.weight.data.mul_(1.0001)"),
-    ])
-    fails(check_convert_to_gqa, fns["convert_to_gqa"], "original model changed")
-
-
 def test_convert_to_gqa_refuses_a_model_that_already_shares_kv_heads():
     convert = solution(*CONVERT_PARTS)["convert_to_gqa"]
     with pytest.raises(ValueError, match="needs an MHA model"):
@@ -217,8 +135,6 @@ def test_convert_to_gqa_refuses_a_model_that_already_shares_kv_heads():
 
 
 # ----------------------------------------------------------------------------------------------- TODO 5
-
-FORMULA = "per_token = 2 * config.n_layer * config.kv_heads * config.head_dim"
 
 
 def test_check_kv_cache_bytes_passes_on_solution(capsys):
@@ -233,39 +149,3 @@ def test_check_kv_cache_bytes_says_not_done_on_the_stub():
         check_kv_cache_bytes(stub(5))
 
 
-def test_check_kv_cache_bytes_catches_a_forgotten_factor_two():
-    buggy = solution("kv_cache_bytes",
-                     replace=[(FORMULA, "per_token = config.n_layer * config.kv_heads * config.head_dim")])
-    fails(check_kv_cache_bytes, buggy, "factor 2", "keys AND values")
-
-
-def test_check_kv_cache_bytes_catches_n_head_used_for_the_kv_heads():
-    buggy = solution("kv_cache_bytes",
-                     replace=[(FORMULA, FORMULA.replace("config.kv_heads", "config.n_head"))])
-    fails(check_kv_cache_bytes, buggy, "you used n_head")
-
-
-def test_check_kv_cache_bytes_catches_n_kv_head_that_is_none_for_mha():
-    buggy = solution("kv_cache_bytes",
-                     replace=[(FORMULA, FORMULA.replace("config.kv_heads", "config.n_kv_head"))])
-    with pytest.raises(AssertionError, match="TypeError"):
-        check_kv_cache_bytes(buggy)
-
-
-def test_check_kv_cache_bytes_catches_elements_instead_of_bytes():
-    buggy = solution("kv_cache_bytes", replace=[(" * BYTES_PER_ELEMENT[dtype]", "")])
-    fails(check_kv_cache_bytes, buggy, "bytes per element")
-
-
-def test_check_kv_cache_bytes_catches_missing_validation():
-    buggy = solution("kv_cache_bytes", replace=[("if dtype not in BYTES_PER_ELEMENT:", "if False:")])
-    with pytest.raises(AssertionError, match="dtype") as info:
-        check_kv_cache_bytes(buggy)
-    assert "hint:" in str(info.value)
-
-
-def test_check_kv_cache_bytes_catches_a_validation_error_that_does_not_name_the_argument():
-    buggy = solution("kv_cache_bytes",
-                     replace=[('raise ValueError(f"{name}={value!r} must be a positive int")',
-                                                 'raise ValueError("bad input")')])
-    fails(check_kv_cache_bytes, buggy, "does not name the bad argument")

@@ -1,12 +1,9 @@
 """Tests for shared/checks/expert_router.py.
 
-Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
-yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
-editing the solution's source: no renormalisation for k > 1, renormalising the Switch gate for k = 1, the
-expert outputs combined without their weights, dropped assignments still served, the balancing loss computed
-from the top-k weights instead of the router probabilities, the factor E missing, f_i not divided by the
-number of assignments, the first tokens dropped instead of the overflow, a capacity without ceil, the
-z-loss without its square.
+Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, and (2) say "not
+done yet" on an untouched starter stub, also when a TODO it builds on is unfinished. The realistic bugs,
+textual edits of the solution, and the correct variants every check must accept are in the mutation catalogue
+(tests/catalogue/c11_expert_router.py).
 """
 
 from __future__ import annotations
@@ -15,7 +12,7 @@ import math
 
 import pytest
 import torch
-from check_helpers import fails, solution_loader, stub
+from check_helpers import solution_loader, stub
 
 from shared.checks import TodoNotDone
 from shared.checks.expert_router import (
@@ -90,25 +87,6 @@ def test_check_top_k_route_says_not_done_on_the_stub():
         check_top_k_route(stub(1))
 
 
-def test_check_top_k_route_catches_missing_renormalisation():
-    buggy = solution("top_k_route", replace=[
-        ("weights = weights / weights.sum(dim=-1, keepdim=True)", "weights = weights"),
-    ])
-    fails(check_top_k_route, buggy, "renormalise the k chosen probabilities")
-
-
-def test_check_top_k_route_catches_a_renormalised_switch_gate():
-    buggy = solution("top_k_route", replace=[("    if k > 1:\n        weights =",
-                                              "    if k > 0:\n        weights =")])
-    fails(check_top_k_route, buggy, "Switch gate")
-
-
-def test_check_top_k_route_catches_softmax_over_tokens():
-    buggy = solution("top_k_route", replace=[("probs = torch.softmax(logits.float(), dim=-1)",
-                                              "probs = torch.softmax(logits.float(), dim=0)")])
-    fails(check_top_k_route, buggy, "wrong dim")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 2
 
 
@@ -131,21 +109,7 @@ def test_check_moe_layer_names_an_unfinished_router():
         check_moe_layer(fns["moe_layer"])
 
 
-def test_check_moe_layer_catches_unweighted_expert_outputs():
-    fns = solution(*MOE_PARTS, replace=[("expert(x[tok]) * weights[tok, slot, None])  # (N, C)",
-                                         "expert(x[tok]))  # (N, C)")])
-    fails(check_moe_layer, fns["moe_layer"], "multiplied by its routing weight")
-
-
-def test_check_moe_layer_catches_a_keep_mask_that_is_ignored():
-    fns = solution(*MOE_PARTS, replace=[("tok, slot = tok[served], slot[served]", "pass")])
-    fails(check_moe_layer, fns["moe_layer"], "dropped assignment")
-
-
 # ----------------------------------------------------------------------------------------------- TODO 3
-
-F_LINE = "f = torch.bincount(top_idx.flatten(), minlength=n_experts).to(probs.dtype) / top_idx.numel()"
-
 
 def test_check_load_balancing_loss_passes_on_solution(capsys):
     check_load_balancing_loss(solution("load_balancing_loss"))
@@ -155,34 +119,6 @@ def test_check_load_balancing_loss_passes_on_solution(capsys):
 def test_check_load_balancing_loss_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 3"):
         check_load_balancing_loss(stub(3))
-
-
-def test_check_load_balancing_loss_catches_a_missing_factor_e():
-    buggy = solution("load_balancing_loss", replace=[("return n_experts * torch.sum(f * P)",
-                                                      "return torch.sum(f * P)")])
-    fails(check_load_balancing_loss, buggy, "factor E is missing")
-
-
-def test_check_load_balancing_loss_catches_counts_instead_of_fractions():
-    buggy = solution("load_balancing_loss", replace=[(" / top_idx.numel()  # (E,)", "  # (E,)")])
-    fails(check_load_balancing_loss, buggy, "f_i is a fraction")
-
-
-def test_check_load_balancing_loss_catches_the_top_k_weights_used_as_p():
-    # a learner who averages the weights of the chosen experts
-    # (here: the probability of the chosen expert only)
-    buggy = solution("load_balancing_loss", replace=[
-        ("P = probs.mean(dim=0)  # (E,)",
-         "P = torch.zeros(n_experts).index_add_(0, top_idx.flatten(), probs.gather(1, "
-         "top_idx).flatten()) / len(probs)"),
-    ])
-    fails(check_load_balancing_loss, buggy, "not the top-k weights")
-
-
-def test_check_load_balancing_loss_catches_division_by_tokens_not_assignments():
-    buggy = solution("load_balancing_loss", replace=[(" / top_idx.numel()  # (E,)",
-                                                      " / len(top_idx)  # (E,)")])
-    fails(check_load_balancing_loss, buggy, "N·k")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
@@ -196,21 +132,6 @@ def test_check_capacity_keep_passes_on_solution(capsys):
 def test_check_capacity_keep_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 4"):
         check_capacity_keep(stub(4))
-
-
-def test_check_capacity_keep_catches_dropping_the_first_tokens():
-    buggy = solution("capacity_keep", replace=[
-        ("rank = (onehot.cumsum(dim=0) * onehot).sum(dim=-1)",
-         "rank = (onehot.flip(0).cumsum(dim=0).flip(0) * onehot).sum(dim=-1)"),
-    ])
-    fails(check_capacity_keep, buggy, "LAST tokens")
-
-
-@pytest.mark.parametrize("rounding", ["int", "math.floor", "round"])
-def test_check_capacity_keep_catches_a_capacity_without_ceil(rounding):
-    buggy = solution("capacity_keep", replace=[("math.ceil(capacity_factor", f"{rounding}(capacity_factor")])
-    message = fails(check_capacity_keep, buggy)
-    assert "ceil" in message
 
 
 # ----------------------------------------------------------------------------------------------- TODO 5
@@ -227,21 +148,3 @@ def test_check_router_z_loss_says_not_done_on_the_stub():
         check_router_z_loss(stub(5))
 
 
-def test_check_router_z_loss_catches_a_naive_logsumexp_that_overflows():
-    buggy = solution("router_z_loss", replace=[("torch.logsumexp(logits.float(), dim=-1)",
-                                                "torch.log(torch.exp(logits.float()).sum(dim=-1))")])
-    fails(check_router_z_loss, buggy, "logits near 90", "torch.logsumexp")
-
-
-def test_check_router_z_loss_catches_a_missing_square():
-    buggy = solution("router_z_loss", replace=[(".square().mean()", ".mean()")])
-    fails(check_router_z_loss, buggy, "square the logsumexp")
-
-
-def test_check_router_z_loss_catches_the_square_of_the_mean():
-    buggy = solution("router_z_loss", replace=[(".square().mean()", ".mean().square()")])
-    fails(check_router_z_loss, buggy, "THEN take the mean")
-
-
-def test_check_router_z_loss_catches_the_max_logit():
-    fails(check_router_z_loss, lambda logits: logits.amax(-1).square().mean(), "not the max logit")

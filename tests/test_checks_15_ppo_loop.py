@@ -1,12 +1,10 @@
 """Tests for shared/checks/ppo_loop.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
-yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
-editing the solution's source: the Bradley–Terry loss with chosen/rejected swapped, log-probs off by one,
-the KL with its sign flipped, GAE bootstrapping from the last value, advantages not normalised, value
-targets built from the normalised advantages, min/max confused in the PPO loss, the ratio clipped on one
-side or inverted, the value loss on the advantages, a rollout sampled from the reference, no value loss,
-and a DPO loss without the reference.
+yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes. The
+mistakes that are textual edits of the solution, and the correct variants each check must accept, are in
+tests/catalogue/c15_ppo_loop.py (run by tests/test_mutation_catalogue.py); the tests here keep the ones that
+need more than an edit: a PPO iteration whose gae is still the starter stub.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from check_helpers import fails, solution_loader, stub
+from check_helpers import solution_loader, stub
 
 from shared.checks import TodoNotDone
 from shared.checks.ppo_loop import (
@@ -102,26 +100,6 @@ def test_check_bradley_terry_loss_says_not_done_on_the_stub():
         check_bradley_terry_loss(stub(1))
 
 
-def test_check_bradley_terry_loss_catches_chosen_and_rejected_swapped():
-    buggy = solution("bradley_terry_loss", replace=[("F.logsigmoid(r_chosen - r_rejected)",
-                                                     "F.logsigmoid(r_rejected - r_chosen)")])
-    fails(check_bradley_terry_loss, buggy, "swapped", "REJECTED reward up")
-
-
-def test_check_bradley_terry_loss_catches_an_unstable_log_of_sigmoid():
-    buggy = solution("bradley_terry_loss", replace=[("F.logsigmoid(r_chosen - r_rejected)",
-                                                     "torch.log(torch.sigmoid(r_chosen - r_rejected))")])
-    fails(check_bradley_terry_loss, buggy, "F.logsigmoid")
-
-
-def test_check_bradley_terry_loss_catches_a_sum_over_pairs():
-    buggy = solution("bradley_terry_loss", replace=[("r_rejected).mean()", "r_rejected).sum()")])
-    fails(check_bradley_terry_loss, buggy, "take the mean")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 2
-
-
 def test_check_response_logprobs_passes_on_solution(capsys):
     check_response_logprobs(solution("response_logprobs"))
     assert capsys.readouterr().out.startswith("✅ TODO 2 response_logprobs: matches an explicit loop")
@@ -130,21 +108,6 @@ def test_check_response_logprobs_passes_on_solution(capsys):
 def test_check_response_logprobs_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 2"):
         check_response_logprobs(stub(2))
-
-
-def test_check_response_logprobs_catches_logits_not_shifted():
-    buggy = solution("response_logprobs", replace=[("logits[:, prompt_len - 1 : -1]",
-                                                    "logits[:, prompt_len:]")])
-    fails(check_response_logprobs, buggy, "off by one", "NEXT token")
-
-
-def test_check_response_logprobs_catches_raw_logits():
-    buggy = solution("response_logprobs", replace=[("F.log_softmax(logits[:, prompt_len - 1 : -1], dim=-1)",
-                                                    "logits[:, prompt_len - 1 : -1]")])
-    fails(check_response_logprobs, buggy, "log_softmax")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 3
 
 
 def test_check_kl_shaped_rewards_passes_on_solution(capsys):
@@ -157,30 +120,6 @@ def test_check_kl_shaped_rewards_says_not_done_on_the_stub():
         check_kl_shaped_rewards(stub(3))
 
 
-@pytest.mark.parametrize("edit", ["-beta * (logp_ref - logp)", "beta * (logp - logp_ref)"])
-def test_check_kl_shaped_rewards_catches_the_kl_sign_flipped(edit):
-    buggy = solution("kl_shaped_rewards", replace=[("-beta * (logp - logp_ref)", edit)])
-    fails(check_kl_shaped_rewards, buggy, "KL sign is flipped")
-
-
-def test_check_kl_shaped_rewards_catches_the_score_on_every_token():
-    buggy = solution("kl_shaped_rewards", replace=[
-        ("rewards[:, -1] = rewards[:, -1] + score", "rewards = rewards + score[:, None]"),
-    ])
-    fails(check_kl_shaped_rewards, buggy, "LAST token only")
-
-
-def test_check_kl_shaped_rewards_catches_an_in_place_edit_of_logp():
-    buggy = solution("kl_shaped_rewards", replace=[
-        ("rewards = -beta * (logp - logp_ref)  # (B, T), a new tensor",
-         "rewards = logp.sub_(logp_ref).mul_(-beta)"),
-    ])
-    fails(check_kl_shaped_rewards, buggy, "in place")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 4
-
-
 def test_check_gae_passes_on_solution(capsys):
     check_gae(solution("gae"))
     assert capsys.readouterr().out.startswith("✅ TODO 4 gae: matches the closed form")
@@ -191,36 +130,6 @@ def test_check_gae_says_not_done_on_the_stub():
         check_gae(stub(4))
 
 
-def test_check_gae_catches_bootstrapping_from_the_last_value():
-    buggy = solution("gae", replace=[("if t + 1 < T else torch.zeros(B, dtype=values.dtype)",
-                                      "if t + 1 < T else values[:, t]")])
-    fails(check_gae, buggy, "wrong bootstrap", "V_T = 0")
-
-
-def test_check_gae_catches_advantages_not_normalised():
-    buggy = solution("gae", replace=[("    if normalize:\n        advantages = (",
-                                      "    if False:\n        advantages = (")])
-    fails(check_gae, buggy, "not normalised")
-
-
-def test_check_gae_catches_value_targets_from_the_normalised_advantages():
-    buggy = solution("gae", replace=[
-        ("    returns = advantages + values  # the value targets, from the RAW advantages\n", ""),
-        ("    return advantages, returns",
-         "    returns = advantages + values\n    return advantages, returns"),
-    ])
-    fails(check_gae, buggy, "wrong targets", "NORMALISED")
-
-
-def test_check_gae_catches_a_decay_by_lambda_only():
-    buggy = solution("gae", replace=[("next_adv = delta + gamma * lam * next_adv",
-                                      "next_adv = delta + lam * next_adv")])
-    fails(check_gae, buggy, "decays by λ only")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 5
-
-
 def test_check_ppo_losses_passes_on_solution(capsys):
     check_ppo_losses(solution("ppo_losses"))
     assert capsys.readouterr().out.startswith("✅ TODO 5 ppo_losses: policy and value losses match")
@@ -229,35 +138,6 @@ def test_check_ppo_losses_passes_on_solution(capsys):
 def test_check_ppo_losses_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 5"):
         check_ppo_losses(stub(5))
-
-
-def test_check_ppo_losses_catches_max_instead_of_min():
-    buggy = solution("ppo_losses", replace=[("-torch.min(unclipped, clipped)",
-                                             "-torch.max(unclipped, clipped)")])
-    fails(check_ppo_losses, buggy, "min vs max")
-
-
-@pytest.mark.parametrize("clamp", ["torch.clamp(ratio, max=1 + clip_eps)",
-                                   "torch.clamp(ratio, min=1 - clip_eps)"])
-def test_check_ppo_losses_catches_a_ratio_clipped_on_one_side(clamp):
-    buggy = solution("ppo_losses", replace=[("clipped = torch.clamp(ratio, 1 - clip_eps, 1 + clip_eps)",
-                                             f"clipped = {clamp}")])
-    fails(check_ppo_losses, buggy, "one side only")
-
-
-def test_check_ppo_losses_catches_the_log_ratio_the_wrong_way_round():
-    buggy = solution("ppo_losses", replace=[("torch.exp(logp_new - logp_old)",
-                                             "torch.exp(logp_old - logp_new)")])
-    fails(check_ppo_losses, buggy, "wrong way round")
-
-
-def test_check_ppo_losses_catches_the_value_loss_on_the_advantages():
-    buggy = solution("ppo_losses", replace=[("(values_new - returns) ** 2",
-                                             "(values_new - advantages) ** 2")])
-    fails(check_ppo_losses, buggy, "RETURNS")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 6
 
 
 def test_check_ppo_iteration_passes_on_solution(capsys):
@@ -277,37 +157,6 @@ def test_check_ppo_iteration_names_an_unfinished_gae():
         check_ppo_iteration(fns["ppo_iteration"])
 
 
-def test_check_ppo_iteration_catches_a_rollout_from_the_reference():
-    fns = solution(*LOOP_PARTS, replace=[("seq = policy.gpt.generate(prompt,", "seq = ref.generate(prompt,")])
-    fails(check_ppo_iteration, fns["ppo_iteration"], "POLICY")
-
-
-def test_check_ppo_iteration_catches_a_missing_value_loss():
-    fns = solution(*LOOP_PARTS, replace=[("loss = policy_loss + cfg.vf_coef * value_loss",
-                                          "loss = policy_loss")])
-    fails(check_ppo_iteration, fns["ppo_iteration"], "value head never changed")
-
-
-def test_check_ppo_iteration_catches_a_missing_optimiser_step():
-    fns = solution(*LOOP_PARTS, replace=[("            opt.step()\n", "")])
-    fails(check_ppo_iteration, fns["ppo_iteration"], "value head never changed")
-
-
-def test_check_ppo_iteration_catches_a_kl_averaged_over_the_batch():
-    fns = solution(*LOOP_PARTS, replace=[("kl=(logp_old - logp_ref).sum(1)",
-                                          "kl=(logp_old - logp_ref).sum()")])
-    fails(check_ppo_iteration, fns["ppo_iteration"], "one number per sequence")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 7
-
-
-def test_check_ppo_losses_catches_a_detached_ratio_without_crashing():
-    buggy = solution("ppo_losses", replace=[("ratio = torch.exp(logp_new - logp_old)",
-                                             "ratio = torch.exp(logp_new.detach() - logp_old)")])
-    fails(check_ppo_losses, buggy, "no gradient", "no .detach()")
-
-
 def test_check_dpo_loss_passes_on_solution(capsys):
     check_dpo_loss(solution("dpo_loss"))
     assert capsys.readouterr().out.startswith("✅ TODO 7 dpo_loss: equals −mean log σ")
@@ -318,24 +167,3 @@ def test_check_dpo_loss_says_not_done_on_the_stub():
         check_dpo_loss(stub(7))
 
 
-def test_check_dpo_loss_catches_chosen_and_rejected_swapped():
-    buggy = solution("dpo_loss", replace=[("(pol_chosen - ref_chosen) - (pol_rejected - ref_rejected)",
-                                           "(pol_rejected - ref_rejected) - (pol_chosen - ref_chosen)")])
-    fails(check_dpo_loss, buggy, "swapped")
-
-
-def test_check_dpo_loss_names_both_causes_of_a_flipped_log_ratio():
-    buggy = solution("dpo_loss", replace=[("(pol_chosen - ref_chosen) - (pol_rejected - ref_rejected)",
-                                           "(ref_chosen - pol_chosen) - (ref_rejected - pol_rejected)")])
-    fails(check_dpo_loss, buggy, "wrong sign", "log π_ref − log π")
-
-
-def test_check_dpo_loss_catches_a_missing_reference():
-    buggy = solution("dpo_loss", replace=[("(pol_chosen - ref_chosen) - (pol_rejected - ref_rejected)",
-                                           "pol_chosen - pol_rejected")])
-    fails(check_dpo_loss, buggy, "reference is missing")
-
-
-def test_check_dpo_loss_catches_a_missing_beta():
-    buggy = solution("dpo_loss", replace=[("F.logsigmoid(beta * margin)", "F.logsigmoid(margin)")])
-    fails(check_dpo_loss, buggy, "β is missing")

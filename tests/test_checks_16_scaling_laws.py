@@ -1,10 +1,10 @@
 """Tests for shared/checks/scaling_laws.py.
 
 Every check must (1) pass on the solution notebook's own functions, printing its ✅ line, (2) say "not done
-yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes, made by
-editing the solution's source: embeddings counted in N, Kaplan's 12·L·d² shortcut, FLOPs without the factor
-6, half the attention term, a power-law fit in linear space or with the wrong sign, the IsoFLOP vertex read
-on the tokens axis or fitted in N instead of log N, Chinchilla's exponents swapped, C used for C/6.
+yet" on an untouched starter stub, and (3) fail with a hint aimed at the bug on realistic mistakes. The
+mistakes that are textual edits of the solution, and the correct variants each check must accept, are in
+tests/catalogue/c16_scaling_laws.py (run by tests/test_mutation_catalogue.py); the tests here keep the ones
+that need more than an edit: a Chinchilla loss written with scalar-only math.
 """
 
 from __future__ import annotations
@@ -84,29 +84,6 @@ def test_check_non_embedding_params_says_not_done_on_the_stub():
         check_non_embedding_params(stub(1))
 
 
-def test_check_non_embedding_params_catches_counted_embeddings():
-    buggy = solution("non_embedding_params", replace=[
-        ("+ mlp) + layernorm", "+ mlp) + layernorm + (cfg.vocab_size + cfg.block_size) * d"),
-    ])
-    fails(check_non_embedding_params, buggy, "token and position embeddings", "excludes")
-
-
-def test_check_non_embedding_params_catches_kaplans_approximation():
-    buggy = solution("non_embedding_params", replace=[
-        ("return cfg.n_layer * (2 * layernorm + attention + mlp) + layernorm",
-         "return 12 * cfg.n_layer * d * d"),
-    ])
-    fails(check_non_embedding_params, buggy, "12·n_layer·d_model²", "biases")
-
-
-def test_check_non_embedding_params_catches_a_missing_final_norm():
-    buggy = solution("non_embedding_params", replace=[("+ mlp) + layernorm", "+ mlp)")])
-    fails(check_non_embedding_params, buggy, "ln_f is missing")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 2
-
-
 def test_check_training_flops_passes_on_solution(capsys):
     check_training_flops(solution("training_flops"))
     assert capsys.readouterr().out.startswith("✅ TODO 2 training_flops: 6·N·D matches")
@@ -115,24 +92,6 @@ def test_check_training_flops_passes_on_solution(capsys):
 def test_check_training_flops_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 2"):
         check_training_flops(stub(2))
-
-
-def test_check_training_flops_catches_the_missing_factor_six():
-    buggy = solution("training_flops", replace=[("per_token = 6.0 * n_params", "per_token = 2.0 * n_params")])
-    fails(check_training_flops, buggy, "forward pass only", "6·N·D")
-
-
-def test_check_training_flops_catches_half_the_attention_term():
-    buggy = solution("training_flops", replace=[("12.0 * n_layer", "6.0 * n_layer")])
-    fails(check_training_flops, buggy, "12·n_layer·context·d_model", "only one of the two products")
-
-
-def test_check_training_flops_catches_a_missing_attention_term():
-    buggy = solution("training_flops", replace=[(" + 12.0 * n_layer * context * d_model", "")])
-    fails(check_training_flops, buggy, "you left it out")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 3
 
 
 def test_check_fit_power_law_passes_on_solution(capsys):
@@ -145,49 +104,6 @@ def test_check_fit_power_law_says_not_done_on_the_stub():
         check_fit_power_law(stub(3))
 
 
-def test_check_fit_power_law_catches_a_fit_in_linear_space():
-    buggy = solution("fit_power_law", replace=[
-        ("u = np.log(np.asarray(x, dtype=float))", "u = np.asarray(x, dtype=float)"),
-        ("v = np.log(np.asarray(y, dtype=float) - offset)", "v = np.asarray(y, dtype=float) - offset"),
-    ])
-    fails(check_fit_power_law, buggy, "(log x, log y)", "linear-space slope")
-
-
-def test_check_fit_power_law_catches_a_semilog_fit():
-    buggy = solution("fit_power_law", replace=[
-        ("u = np.log(np.asarray(x, dtype=float))", "u = np.asarray(x, dtype=float)"),
-    ])
-    fails(check_fit_power_law, buggy, "a power law is a line only on log-log axes")
-
-
-def test_check_fit_power_law_catches_the_sign_of_alpha():
-    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2",
-                                                "return math.exp(log_a), slope, r2")])
-    fails(check_fit_power_law, buggy, "MINUS the slope")
-
-
-def test_check_fit_power_law_catches_alpha_forced_positive_on_a_rising_law():
-    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2",
-                                                "return math.exp(log_a), abs(slope), r2")])
-    fails(check_fit_power_law, buggy, "this law rises", "abs()")
-
-
-def test_check_fit_power_law_catches_an_ignored_offset():
-    buggy = solution("fit_power_law", replace=[
-        ("v = np.log(np.asarray(y, dtype=float) - offset)", "v = np.log(np.asarray(y, dtype=float))"),
-    ])
-    fails(check_fit_power_law, buggy, "subtract the offset")
-
-
-def test_check_fit_power_law_catches_the_log_of_the_prefactor():
-    buggy = solution("fit_power_law", replace=[("return math.exp(log_a), -slope, r2",
-                                                "return log_a, -slope, r2")])
-    fails(check_fit_power_law, buggy, "a = exp(intercept)")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 4
-
-
 def test_check_isoflop_optimum_passes_on_solution(capsys):
     check_isoflop_optimum(solution("isoflop_optimum"))
     assert capsys.readouterr().out.startswith("✅ TODO 4 isoflop_optimum: N*, D* = C/(6N*)")
@@ -198,41 +114,6 @@ def test_check_isoflop_optimum_says_not_done_on_the_stub():
         check_isoflop_optimum(stub(4))
 
 
-def test_check_isoflop_optimum_catches_the_minimum_read_on_the_tokens_axis():
-    buggy = solution("isoflop_optimum", replace=[
-        ("u = np.log(np.asarray(n_params, dtype=float))",
-         "u = np.log(compute / (6 * np.asarray(n_params, dtype=float)))"),
-    ])
-    fails(check_isoflop_optimum, buggy, "that is D_opt", "N axis")
-
-
-def test_check_isoflop_optimum_catches_a_parabola_in_n_instead_of_log_n():
-    buggy = solution("isoflop_optimum", replace=[
-        ("u = np.log(np.asarray(n_params, dtype=float))", "u = np.asarray(n_params, dtype=float)"),
-        ("n_opt = math.exp(-b / (2 * a))", "n_opt = -b / (2 * a)"),
-    ])
-    fails(check_isoflop_optimum, buggy, "not in N")
-
-
-def test_check_isoflop_optimum_catches_the_sign_of_the_vertex():
-    buggy = solution("isoflop_optimum", replace=[("n_opt = math.exp(-b / (2 * a))",
-                                                  "n_opt = math.exp(b / (2 * a))")])
-    fails(check_isoflop_optimum, buggy, "mind the sign")
-
-
-def test_check_isoflop_optimum_catches_d_without_the_six():
-    buggy = solution("isoflop_optimum", replace=[("compute / (6 * n_opt)", "compute / n_opt")])
-    fails(check_isoflop_optimum, buggy, "D* = C / (6·N*)")
-
-
-def test_check_isoflop_optimum_catches_a_concave_curve_accepted():
-    buggy = solution("isoflop_optimum", replace=[("    if a <= 0:\n", "    if a <= -math.inf:\n")])
-    fails(check_isoflop_optimum, buggy, "no minimum", "ValueError")
-
-
-# ----------------------------------------------------------------------------------------------- TODO 5
-
-
 def test_check_chinchilla_loss_passes_on_solution(capsys):
     check_chinchilla_loss(solution("chinchilla_loss"))
     assert capsys.readouterr().out.startswith("✅ TODO 5 chinchilla_loss: matches E + A/N^α + B/D^β")
@@ -241,17 +122,6 @@ def test_check_chinchilla_loss_passes_on_solution(capsys):
 def test_check_chinchilla_loss_says_not_done_on_the_stub():
     with pytest.raises(TodoNotDone, match="TODO 5"):
         check_chinchilla_loss(stub(5))
-
-
-def test_check_chinchilla_loss_catches_swapped_exponents():
-    buggy = solution("chinchilla_loss", replace=[("A / n**alpha + B / d**beta",
-                                                  "A / n**beta + B / d**alpha")])
-    fails(check_chinchilla_loss, buggy, "exponents are swapped")
-
-
-def test_check_chinchilla_loss_catches_a_missing_irreducible_loss():
-    buggy = solution("chinchilla_loss", replace=[("return E + A / n**alpha", "return A / n**alpha")])
-    fails(check_chinchilla_loss, buggy, "irreducible loss E")
 
 
 def test_check_chinchilla_loss_catches_scalar_only_math():
@@ -276,27 +146,3 @@ def test_check_chinchilla_optimal_says_not_done_on_the_stub():
         check_chinchilla_optimal(stub(6))
 
 
-def test_check_chinchilla_optimal_catches_c_instead_of_c_over_six():
-    buggy = solution("chinchilla_optimal", replace=[
-        ("n_opt = G * (compute / 6) **", "n_opt = G * compute **"),
-        ("d_opt = (compute / 6) **", "d_opt = compute **"),
-    ])
-    fails(check_chinchilla_optimal, buggy, "use C/6, not C")
-
-
-def test_check_chinchilla_optimal_catches_swapped_exponents():
-    buggy = solution("chinchilla_optimal", replace=[
-        ("n_opt = G * (compute / 6) ** (beta / (alpha + beta))",
-         "n_opt = G * (compute / 6) ** (alpha / (alpha + beta))"),
-        ("d_opt = (compute / 6) ** (alpha / (alpha + beta)) / G",
-         "d_opt = (compute / 6) ** (beta / (alpha + beta)) / G"),
-    ])
-    fails(check_chinchilla_optimal, buggy, "exponents are swapped")
-
-
-def test_check_chinchilla_optimal_catches_g_inverted():
-    buggy = solution("chinchilla_optimal", replace=[
-        ("n_opt = G * (compute / 6)", "n_opt = (1 / G) * (compute / 6)"),
-        ("** (alpha / (alpha + beta)) / G", "** (alpha / (alpha + beta)) * G"),
-    ])
-    fails(check_chinchilla_optimal, buggy, "G multiplies N*")

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
+from shared.checks import CheckFailed, assert_close, call, expect, fmt, hint_on_crash, learner_check
 from shared.checks.compare import diagnose, expect_tensors, gen, randn
 
 __all__ = [
@@ -81,7 +81,15 @@ NO_SCALE = "your scores were not scaled: divide q·k by sqrt(d_k) (d_k = q.shape
 def check_attend_one(attend_one: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     d_k, d_v, S = 16, 5, 7
     q, k, v = randn(d_k, seed=1), randn(S, d_k, seed=2), randn(S, d_v, seed=3)
+    before = q.clone(), k.clone(), v.clone()
     out, weights = _pair(call(attend_one, q, k, v), "attend_one")
+    expect(all(torch.equal(a, b) for a, b in zip((q, k, v), before, strict=True)),
+           "attend_one changed its inputs in place",
+           hint="q /= math.sqrt(d_k) scales the caller's query: compute scores = k @ q / math.sqrt(d_k) "
+                "into a new tensor")
+    expect(not (out.shape == (S,) and weights.shape == (d_v,)),
+           f"attend_one returned shapes {tuple(out.shape)} and {tuple(weights.shape)}: (weights, out)?",
+           hint="return (out, weights) in that order: out (d_v,) first, then the weights (S,)")
     ref_out = F.scaled_dot_product_attention(q[None], k, v)[0]  # (d_v,)
     ref_w = torch.softmax(k @ q / math.sqrt(d_k), dim=-1)  # (S,)
     hint = diagnose(
@@ -98,6 +106,12 @@ def check_attend_one(attend_one: Callable[..., tuple[torch.Tensor, torch.Tensor]
     err = assert_close(
         out, ref_out, "output", hint="the output is the weighted sum of the value rows: weights @ v",
     )
+    big = q * 200  # scores in the hundreds, as in a saturated head
+    _, big_w = _pair(call(attend_one, big, k, v), "attend_one")
+    assert_close(big_w, torch.softmax(k @ big / math.sqrt(d_k), dim=-1),
+                 "weights when the scores are in the hundreds",
+                 hint="exp of a large score overflows to inf, and inf / inf is NaN: subtract the max score "
+                      "before exp, or use torch.softmax, which does")
     return (
         f"one query against {S} keys (d_k={d_k}, d_v={d_v}) matches F.scaled_dot_product_attention, "
         f"max abs err {err:.1e}; weights sum to 1"
@@ -115,8 +129,12 @@ def _sdpa_bug_candidates(
     blocked = None if mask is None else ~mask
     out: list[tuple[torch.Tensor, str]] = []
     if scale is None:
-        unscaled = raw if blocked is None else raw.masked_fill(blocked, float("-inf"))
-        out.append((torch.softmax(unscaled, -1) @ v, NO_SCALE))
+        for factor, hint in ((1.0, NO_SCALE),
+                             (math.sqrt(q.size(-1)), "you multiplied by sqrt(d_k): the scale is 1/sqrt(d_k)"),
+                             (1 / math.sqrt(v.size(-1)),
+                              "scale by 1/sqrt(d_k), the size of q and k, not of v")):
+            unscaled = raw * factor if blocked is None else (raw * factor).masked_fill(blocked, float("-inf"))
+            out.append((torch.softmax(unscaled, -1) @ v, hint))
     elif scale != 1.0 / math.sqrt(q.size(-1)):
         default = raw / math.sqrt(q.size(-1))
         if blocked is not None:
@@ -137,6 +155,9 @@ def _sdpa_bug_candidates(
         ))
         out.append((torch.softmax(scores, -1) @ v,
                     "the mask was ignored: fill the scores where mask is False with -inf"))
+        out.append((torch.softmax(scores.masked_fill(blocked, 0.0), -1) @ v,
+                    "blocked scores were set to 0, and exp(0) = 1 still gives them weight: fill them "
+                    "with -inf"))
         scores = scores.masked_fill(blocked, float("-inf"))
     out.append((
         torch.nan_to_num(torch.softmax(scores, -2)) @ v,
@@ -161,7 +182,14 @@ def check_scaled_dot_product_attention(sdpa: Callable[..., tuple[torch.Tensor, t
     worst = 0.0
     for name, qq, kk, vv, m, scale in cases:
         kwargs = {} if scale is None else {"scale": scale}
-        out, weights = _pair(call(sdpa, qq, kk, vv, m, **kwargs), "scaled_dot_product_attention")
+        before = qq.clone(), kk.clone(), vv.clone()
+        with hint_on_crash("k.T reverses ALL the dims of a batched tensor: swap only the last two, "
+                           "k.transpose(-2, -1)"):
+            out, weights = _pair(call(sdpa, qq, kk, vv, m, **kwargs), "scaled_dot_product_attention")
+        expect(all(torch.equal(a, b) for a, b in zip((qq, kk, vv), before, strict=True)),
+               f"scaled_dot_product_attention changed q, k or v in place ({name})",
+               hint="q *= scale rescales the caller's queries: compute scores = (q @ k.transpose(-2, -1)) * "
+                    "scale into a new tensor")
         if name.startswith("causal"):
             ref_out = F.scaled_dot_product_attention(qq, kk, vv, is_causal=True)
             ref_w = reference_attention(qq, kk, vv, m)[1]
@@ -194,7 +222,9 @@ def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> str:
             f"causal_mask({T}) has dtype {got.dtype}",
             hint="return a bool tensor, True = may attend (torch.ones(T, T, dtype=torch.bool).tril())",
         )
-        if got.shape != expected.shape or not torch.equal(got, expected):
+        expect(got.shape == expected.shape, f"causal_mask({T}) has shape {tuple(got.shape)}",
+               hint="causal_mask(T) must be (T, T): build it from the argument T, not from a fixed size")
+        if not torch.equal(got, expected):
             ones = torch.ones(T, T, dtype=torch.bool)
             hint = diagnose(
                 got.float(),
@@ -232,8 +262,18 @@ def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> str:
 def check_split_heads(split_heads: Callable[[torch.Tensor, int], torch.Tensor]) -> str:
     B, T, nh, hs = 2, 5, 3, 4
     x = torch.arange(B * T * nh * hs, dtype=torch.float32).view(B, T, nh * hs)  # (B, T, C)
-    got = call(split_heads, x, nh)
+    with hint_on_crash("split the channels into heads (dim=-1, C = nh * hs), not the time axis"):
+        got = call(split_heads, x, nh)
     expected = x.view(B, T, nh, hs).transpose(1, 2)  # (B, nh, T, hs)
+    if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+        hint = ("the dims come out in the wrong order: view to (B, T, nh, hs), then swap only T and nh, "
+                ".transpose(1, 2)")
+        if tuple(got.shape) == (B, hs, T, nh):
+            hint = ("n_head and the head size are swapped: view(B, T, n_head, C // n_head), then "
+                    ".transpose(1, 2)")
+        elif got.numel() != x.numel():
+            hint = "split the channels (dim=-1) into n_head heads of C // n_head each"
+        assert_close(got, expected, "split_heads(x, 3) for x (2, 5, 12)", hint=hint)
     hint = diagnose(
         got if isinstance(got, torch.Tensor) else torch.zeros(0),
         [
@@ -258,17 +298,25 @@ def check_split_heads(split_heads: Callable[[torch.Tensor, int], torch.Tensor]) 
 def check_merge_heads(merge_heads: Callable[[torch.Tensor], torch.Tensor]) -> str:
     B, nh, T, hs = 2, 3, 5, 4
     y = torch.arange(B * nh * T * hs, dtype=torch.float32).view(B, nh, T, hs)  # (B, nh, T, hs)
-    got = call(merge_heads, y)
+    with hint_on_crash("transpose makes the tensor non-contiguous, so .view fails on it: use .reshape (or "
+                       ".contiguous().view)"):
+        got = call(merge_heads, y)
     expected = y.transpose(1, 2).reshape(B, T, nh * hs)  # (B, T, C)
+    if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+        hint = "the result is (B, T, nh * hs): heads side by side on the channels"
+        if tuple(got.shape) == (B, nh * T, hs):
+            hint = "the heads were joined along time: put them side by side on the channels, dim=-1"
+        elif tuple(got.shape) == (B, nh, T * hs):
+            hint = "y is (B, nh, T, hs): unpack B, nh, T, hs = y.shape in that order"
+        assert_close(got, expected, "merge_heads(y) for y (2, 3, 5, 4)", hint=hint)
     hint = diagnose(
         got if isinstance(got, torch.Tensor) else torch.zeros(0),
         [
             (y.reshape(B, T, nh * hs), "a reshape without transposing back mixes tokens and heads: "
                                        ".transpose(1, 2) to (B, T, nh, hs) first, then reshape to (B, T, C)"),
             (y.permute(0, 2, 3, 1).reshape(B, T, nh * hs),
-             "the heads come out interleaved: channel order must be "
-                                                          "[head 0 | head 1 | ...], "
-                                                          "i.e. (B, T, nh, hs) -> (B, T, C)"),
+             "the heads come out interleaved: channel order must be [head 0 | head 1 | ...], i.e. (B, T, nh, "
+             "hs) -> (B, T, C)"),
         ],
         "merge_heads must undo split_heads: (B, nh, T, hs) -> transpose(1, 2) -> reshape(B, T, nh*hs)",
     )
@@ -291,7 +339,9 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
     causal = torch.ones(T, T, dtype=torch.bool).tril()
     worst = 0.0
     for name, mask in (("no mask", None), ("causal mask", causal)):
-        y, weights = _pair(call(mha, x, w_qkv, b_qkv, w_o, b_o, nh, mask), "multi_head_attention")
+        with hint_on_crash("F.linear(x, W, b) computes x @ W.T + b: w_qkv is (3C, C) with rows [q | k | v], "
+                           "so x @ w_qkv does not fit"):
+            y, weights = _pair(call(mha, x, w_qkv, b_qkv, w_o, b_o, nh, mask), "multi_head_attention")
         expected = reference_multi_head_attention(x, w_qkv, b_qkv, w_o, b_o, nh, mask)
         q, k, v = F.linear(x, w_qkv, b_qkv).split(C, dim=-1)
         heads = [t.view(B, T, nh, hs).transpose(1, 2) for t in (q, k, v)]
@@ -302,6 +352,12 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
         hint = diagnose(
             y,
             [
+                (reference_multi_head_attention(x, w_qkv, None, w_o, b_o, nh, mask),
+                 "the bias b_qkv was left out: F.linear(x, w_qkv, b_qkv)"),
+                (reference_multi_head_attention(x, w_qkv, b_qkv, w_o, None, nh, mask),
+                 "the output bias b_o was left out: F.linear(..., w_o, b_o)"),
+                (reference_multi_head_attention(x, w_qkv, b_qkv, w_o, b_o, nh, None),
+                 "the mask was not passed on: scaled_dot_product_attention(q, k, v, mask)"),
                 (no_proj, "the output projection is missing: y = merge_heads(...) @ w_o.T + b_o"),
                 (F.linear(wide.transpose(1, 2).reshape(B, T, C), w_o, b_o),
                  "each head scales by 1/sqrt(hs), its own head size C // n_head, not 1/sqrt(C)"),
@@ -321,6 +377,12 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
             f"{fmt(getattr(weights, 'shape', weights))}",
             hint="return the per-head attention weights from your scaled_dot_product_attention",
         )
+    with hint_on_crash("b_qkv and b_o may be None (a layer without biases): pass them to F.linear(x, w, b), "
+                       "which accepts None, instead of adding them by hand"):
+        y, _ = _pair(call(mha, x, w_qkv, None, w_o, None, nh, causal), "multi_head_attention")
+    assert_close(y, reference_multi_head_attention(x, w_qkv, None, w_o, None, nh, causal),
+                 "output with b_qkv = b_o = None (causal mask)",
+                 hint="without biases the projections are F.linear(x, w_qkv) and F.linear(..., w_o)")
     # the same numbers as the shared GPT's attention layer with these weights copied in
     layer = CausalSelfAttention(GPTConfig(d_model=C, n_head=nh, attn_impl="sdpa"))
     with torch.no_grad():

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.optim.optimizer import register_optimizer_step_pre_hook
 
-from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
+from shared.checks import CheckFailed, assert_close, call, expect, fmt, hint_on_crash, learner_check
 from shared.checks.compare import diagnose, gen
 
 __all__ = [
@@ -141,6 +141,21 @@ def _tiny_config(**kwargs: object):  # noqa: ANN202 - GPTConfig, imported lazily
     return GPTConfig(**base)
 
 
+def _expect_gradients(run: Callable[[], Any], module: nn.Module, what: str) -> None:
+    """Run ``run()`` with autograd on, back-propagate a random projection of its output and fail if a
+    parameter of ``module`` got no gradient: the notebook trains models through the learner's function."""
+    module.zero_grad(set_to_none=True)
+    out = run()
+    if isinstance(out, torch.Tensor) and out.requires_grad:
+        (out * torch.randn(out.shape, generator=gen(99))).sum().backward()
+    missing = [name for name, p in module.named_parameters() if p.grad is None or not bool(p.grad.any())]
+    module.zero_grad(set_to_none=True)
+    expect(not missing,
+           f"no gradient reached {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''} through {what}",
+           hint="the notebook trains models through this function: keep it in the autograd graph, with no "
+                ".detach(), .data, .item() or torch.no_grad() inside")
+
+
 # ----------------------------------------------------------------------------------------------- TODO 1
 
 
@@ -150,13 +165,29 @@ def check_feed_forward(feed_forward: Callable[[torch.Tensor, nn.Module], torch.T
 
     mlp = _randomise(MLP(_tiny_config()), seed=1)
     x = 2.0 * torch.randn(2, 5, 16, generator=gen(2))  # (B, T, C), wide enough to tell GELU variants apart
-    with torch.no_grad():
+    with torch.no_grad(), hint_on_crash(
+        "if this is a shape mismatch: nn.Linear stores its weight as (out_features, in_features), so the "
+        "layer is x @ W.T + b (F.linear(x, W, b)), or simply mlp.c_fc(x)"
+    ):
         got = call(feed_forward, x, mlp)
+        again = call(feed_forward, x, mlp)
+    varies = (isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor)
+              and got.shape == again.shape and not torch.equal(got, again))
+    expect(not varies,
+           "feed_forward gave two different outputs for the same x: your function is random",
+           hint="remove the dropout: F.dropout(h, p) drops units unless training=False, and this exercise "
+                "has no dropout")
+    with torch.no_grad():
         expected = reference_feed_forward(x, mlp)
         w1, b1, w2, b2 = mlp.c_fc.weight, mlp.c_fc.bias, mlp.c_proj.weight, mlp.c_proj.bias
+        z = F.linear(x, w1, b1)  # (B, T, d_ff)
         hint = diagnose(
             got,
             [
+                (F.linear(z * torch.sigmoid(1.702 * z), w2, b2),
+                 "z * sigmoid(1.702 z) is a cruder approximation of GELU; use the exact one, F.gelu(h)"),
+                (F.linear(0.5 * z * (1 + torch.erf(z)), w2, b2),
+                 "divide by sqrt(2) inside erf: GELU(z) = 0.5 * z * (1 + erf(z / sqrt(2)))"),
                 (F.linear(F.gelu(F.linear(x, w1, b1), approximate="tanh"), w2, b2),
                  "this is the tanh approximation of GELU; use the exact one, F.gelu(h) (approximate='none')"),
                 (F.linear(F.relu(F.linear(x, w1, b1)), w2, b2),
@@ -172,6 +203,7 @@ def check_feed_forward(feed_forward: Callable[[torch.Tensor, nn.Module], torch.T
         )
     err = assert_close(got, expected, "feed_forward(x, mlp) for x (2, 5, 16), d_ff 64", hint=hint)
     err2 = assert_close(got, mlp(x).detach(), "vs shared.model.MLP with the same weights")
+    _expect_gradients(lambda: call(feed_forward, x, mlp), mlp, "feed_forward")
     return (
         f"matches W₂·GELU(W₁x + b₁) + b₂ written with erf (max abs err {err:.1e}) and shared.model.MLP "
         f"({err2:.1e}) "
@@ -221,15 +253,37 @@ def _block_bug_candidates(x: torch.Tensor, block: nn.Module, placement: str,
                     "residual=False must drop the 'x +' of both sublayers (the no-residual experiment)"))
     out.append((reference_block(x, _swapped_norms(block), placement, residual),
                 "ln_1 goes with attention and ln_2 with the feed-forward network; they are swapped"))
+    out.append((reference_block(x, _swapped_norms(block, both="ln_1"), placement, residual),
+                "ln_2 goes with the feed-forward network; you used ln_1 for both sublayers"))
+    keep = 1.0 if residual else 0.0
+    if placement == "pre":
+        out.append((keep * x + attn(ln1(x)) + ffn(ln2(x)),
+                    "the feed-forward must read the output of the attention sublayer (sequential block), not "
+                    "the block input: x + attn(ln_1(x)) + ffn(ln_2(x)) is the parallel block of GPT-J"))
+    if not residual:
+        both = "residual=False must drop the 'x +' of BOTH sublayers; yours kept one of them"
+        if placement == "pre":
+            h = attn(ln1(x))
+            out.append((h + ffn(ln2(h)), both))
+            h = x + attn(ln1(x))
+            out.append((ffn(ln2(h)), both))
+        else:
+            h = ln1(attn(x))
+            out.append((ln2(h + ffn(h)), both))
+            h = ln1(x + attn(x))
+            out.append((ln2(ffn(h)), both))
     return out
 
 
-def _swapped_norms(block: nn.Module) -> nn.Module:
+def _swapped_norms(block: nn.Module, both: str | None = None) -> nn.Module:
+    """A view of ``block`` with ln_1 and ln_2 swapped, or (``both="ln_1"``) ln_1 in both places."""
     class View(nn.Module):
         pass
 
     view = View()
     view.attn, view.mlp, view.ln_1, view.ln_2 = block.attn, block.mlp, block.ln_2, block.ln_1
+    if both is not None:
+        view.ln_1 = view.ln_2 = getattr(block, both)
     return view
 
 
@@ -245,8 +299,13 @@ def check_transformer_block(transformer_block: Callable[..., torch.Tensor]) -> s
     for placement in ("pre", "post"):
         for residual in (True, False):
             name = f"{placement}-LN, residual={residual}"
+            xin = x.clone()
             with torch.no_grad():
-                got = call(transformer_block, x, block, placement, residual)
+                got = call(transformer_block, xin, block, placement, residual)
+            expect(torch.equal(xin, x), f"transformer_block changed its input x in place ({name})",
+                   hint="x += ... (or add_) writes into the caller's tensor, in place: write x = x + ..., "
+                        "which makes a new tensor and leaves the input alone")
+            with torch.no_grad():
                 expected = reference_block(x, block, placement, residual)
                 hint = diagnose(
                     got, _block_bug_candidates(x, block, placement, residual),
@@ -281,7 +340,10 @@ def check_mini_former(mini_former: Callable[..., torch.Tensor]) -> str:
         _randomise(model, seed=6)
         for residual in (True, False):
             name = f"{placement}-LN, residual={residual}"
-            with torch.no_grad():
+            with torch.no_grad(), hint_on_crash(
+                "if this is a size mismatch at the embeddings: idx is (B, T), T = idx.shape[1] is the "
+                "sequence length and the positions are torch.arange(T)"
+            ):
                 got = call(mini_former, idx, model, placement, residual)
                 if residual:
                     expected = model(idx)[0]
@@ -311,10 +373,31 @@ def check_mini_former(mini_former: Callable[..., torch.Tensor]) -> str:
                     candidates.append((model.lm_head(x_all),
                                        "the final norm is missing: apply model.transformer.ln_f before the "
                                        "head (Pre-LN's residual stream is never normalised otherwise)"))
+                C = emb.shape[-1]
+                variants = [
+                    (tr.wte(idx) + tr.wpe(torch.arange(1, idx.shape[1] + 1)), placement, residual,
+                     "positions start at 0: add wpe(torch.arange(T)), positions 0 .. T - 1"),
+                    (tr.wte(idx) * C ** 0.5 + tr.wpe(torch.arange(idx.shape[1])), placement, residual,
+                     "do not scale the token embeddings by sqrt(d_model): the original Transformer did, GPT "
+                     "does not (x = wte(idx) + wpe(arange(T)))"),
+                ]
+                if (placement, residual) != ("pre", True):
+                    variants.append((emb, "pre", True,
+                                     "pass norm_placement and residual on to transformer_block: these are "
+                                     "the logits of its defaults (pre, residual=True)"))
+                if not residual:
+                    variants.append((emb, placement, True,
+                                     "pass norm_placement and residual on to transformer_block: these logits "
+                                     "kept the residuals (residual=True, its default)"))
+                for x_var, pl, res, text in variants:
+                    for block in tr.h:
+                        x_var = reference_block(x_var, block, pl, res)
+                    candidates.append((model.lm_head(tr.ln_f(x_var)), text))
                 hint = diagnose(got, candidates,
                                 "wte(idx) + wpe(arange(T)) -> each block in order -> ln_f -> lm_head")
             ref_name = "shared GPT.forward" if residual else "reference"
             worst = max(worst, assert_close(got, expected, f"logits ({name}) vs {ref_name}", hint=hint))
+    _expect_gradients(lambda: call(mini_former, idx, model, "post", True), model, "mini_former")
     return (
         "3 blocks, V=11, T=7: logits match shared.model.GPT.forward with the same weights for Pre-LN and "
         f"Post-LN, and a reference without residuals, max abs err {worst:.1e}"
@@ -358,14 +441,19 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
     batches: list[torch.Tensor] = []  # the x of every batch drawn
     at_step: list[torch.Tensor | None] = []  # the gradient optimizer.step() reads
 
+    asked: list[tuple[str, int]] = []  # (split, batch_size) of every get_batch call
+    optimizers: list[Any] = []  # the optimizer of every step (kept alive, so that ids are not reused)
+
     def probe_batches(split: str, batch_size: int,
                       generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        asked.append((split, batch_size))
         x, y = _probe_batches(split, batch_size, generator)
         batches.append(x.clone())
         return x, y
 
     def before_step(optimizer: Any, args: Any, kwargs: Any) -> None:
         at_step.append(None if probe.w.grad is None else probe.w.grad.detach().clone())
+        optimizers.append(optimizer)
 
     handle = register_optimizer_step_pre_hook(before_step)  # every optimizer, for this call only
     try:
@@ -394,6 +482,13 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
     expect(len(batches) == steps,
            f"expected one batch per step ({steps}), get_batch was called {len(batches)} times",
            hint="x, y = get_batch('train', batch_size, gen) once per step")
+    expect(all(split == "train" for split, _ in asked),
+           f"get_batch was asked for the splits {sorted({split for split, _ in asked})}",
+           hint="train on the training split: get_batch('train', batch_size, gen)")
+    expect(all(size == 4 for _, size in asked),
+           f"train_model was called with batch_size=4 but asked get_batch for batches of "
+           f"{sorted({size for _, size in asked})}",
+           hint="pass the batch_size argument on: get_batch('train', batch_size, gen)")
     first = _probe_batches("train", 4, torch.Generator().manual_seed(0))[0]
     expect(any(not torch.equal(b, batches[0]) for b in batches[1:]),
            f"all {steps} steps trained on the same batch",
@@ -408,6 +503,10 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
     expect(all(g is not None and bool(g.any()) for g in at_step),
            "the weights never moved: at some step optimizer.step() found no gradient (None or all zeros)",
            hint="zero the gradients before loss.backward(), not between backward and optimizer.step()")
+    expect(all(o is optimizers[0] for o in optimizers),
+           f"{len({id(o) for o in optimizers})} different optimizers stepped in {steps} steps",
+           hint="create the optimizer ONCE, before the loop: a new AdamW every step restarts its moment "
+                "estimates (and its step count) from zero")
     worst = max(float(g.norm()) for g in at_step)
     expect(worst <= 1.0 + 1e-5,
            f"optimizer.step() saw a gradient of norm {worst:.2f}; this probe's gradient has norm "
@@ -429,6 +528,12 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
                  "(and zero the gradients before backward, not between backward and step)"),
                 (torch.tensor([lr * min(1.0, t / warmup) for t in range(steps - 1)]),
                  "off by one: step 0 must already use lr / (warmup_steps + 1), not 0"),
+                (torch.tensor([lr * min(1.0, (t + 1) / warmup) for t in range(steps - 1)]),
+                 "off by one: the warmup reaches lr one step early; use lr * min(1, (t + 1) / "
+                 "(warmup_steps + 1)), which also never divides by zero when warmup_steps=0"),
+                (exp_t * norm_c / float(c.abs().sum()),
+                 "these are the updates of plain SGD (a step along the clipped gradient); use "
+                 "torch.optim.AdamW"),
             ],
             "use torch.optim.AdamW and set every param_group's 'lr' to lr * min(1, (t + 1) / (warmup_steps "
             "+ 1)) before step t",
@@ -439,6 +544,16 @@ def check_train_model(train_model: Callable[..., list[float]]) -> str:
             f"   expected per-step lr: {fmt([round(v, 4) for v in expected])}\n"
             f"   got (from the updates): {fmt([round(v, 4) for v in drops])}\n   hint: {hint}"
         )
+    # warmup_steps=0 (the notebook's default): full lr from the first step, and no division by zero
+    probe0 = _LinearProbe()
+    with hint_on_crash("this was warmup_steps=0 (no warmup): lr * min(1, (t + 1) / (warmup_steps + 1)) "
+                       "never divides by zero"):
+        losses0 = call(train_model, probe0, _probe_batches, 3, lr, 0, 4, 0)
+    drops0 = [(losses0[t] - losses0[t + 1]) / float(c.abs().sum()) for t in range(2)]
+    expect(all(abs(d - lr) <= 0.05 * lr for d in drops0),
+           f"with warmup_steps=0 the per-step lr should be {lr} from the first step; got {fmt(drops0)}",
+           hint="warmup_steps=0 means no warmup: lr * min(1, (t + 1) / (warmup_steps + 1)) is lr at every "
+                "step")
     # 2. a tiny GPT on the copy task: the loss must fall
     task = copy_task(512, length=4, n_symbols=6, generator=gen(7))
 

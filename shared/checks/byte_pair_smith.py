@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable
 
 import regex
 
-from shared.checks import CheckFailed, call, expect, expect_equal, fmt, learner_check
+from shared.checks import CheckFailed, call, expect, expect_equal, fmt, hint_on_crash, learner_check
 from shared.tokenizers import GPT2_PATTERN, GPT4_PATTERN, merge_pair
 
 __all__ = [
@@ -78,12 +78,11 @@ NASTY_STRINGS = [
 
 # A short English paragraph to train and encode on in the checks (written for this module).
 CHECK_PARAGRAPH = (
-    "The tokenizer reads bytes, not words. It counts every pair of neighbouring tokens, merges the "
-    "most frequent pair into a new token, and repeats. After a few hundred merges the common words "
-    "are single tokens: the, and, of, to. Rare words stay in pieces, and nothing is ever unknown, "
-    "because every string is a sequence of bytes. Isn't that neat? It's 2024; we've 1,000,000 reasons.\n"
-    "    def merge(ids, pair, new_id):  # the heart of it\n"
-    "        return ids\n"
+    "The tokenizer reads bytes, not words. It counts every pair of neighbouring tokens, merges the most "
+    "frequent pair into a new token, and repeats. After a few hundred merges the common words are single "
+    "tokens: the, and, of, to. Rare words stay in pieces, and nothing is ever unknown, because every string "
+    "is a sequence of bytes. Isn't that neat? It's 2024; we've 1,000,000 reasons.\n    def merge(ids, pair, "
+    "new_id):  # the heart of it\n        return ids\n"
 )
 
 
@@ -105,6 +104,15 @@ reference_merge = merge_pair  # non-overlapping, left to right ("aaa" -> [X, a])
 
 def _chunks(text: str, split_pattern: str | None) -> list[str]:
     return [text] if split_pattern is None else regex.findall(split_pattern, text)
+
+
+def _unordered_stats(ids: list[int]) -> dict[Pair, int]:
+    """The pair counts of a learner who sorts each pair, so that (b, a) counts as (a, b)."""
+    counts: dict[Pair, int] = {}
+    for a, b in zip(ids, ids[1:], strict=False):
+        pair = (min(a, b), max(a, b))
+        counts[pair] = counts.get(pair, 0) + 1
+    return counts
 
 
 def _smallest_best(counts: dict[Pair, int]) -> Pair:
@@ -234,7 +242,9 @@ def _synthetic_text(n_words: int = 1500, seed: int = 0) -> str:
 def check_get_stats(get_stats: Callable) -> str:
     """``get_stats(ids, counts=None)`` counts adjacent pairs and accumulates into ``counts``."""
     hand = list(HAND_TEXT.encode())
-    got = call(get_stats, hand)
+    with hint_on_crash("ids[i + 1] does not exist for the last i (IndexError): loop i over "
+                       "range(len(ids) - 1), or walk zip(ids, ids[1:])"):
+        got = call(get_stats, hand)
     expect(isinstance(got, dict), f"get_stats({hand}) returned {type(got).__name__}, not a dict",
            hint="return a dict {(a, b): count}")
     expected = {(97, 97): 4, (97, 98): 2, (98, 100): 1, (100, 97): 1, (98, 97): 1, (97, 99): 1}
@@ -245,12 +255,22 @@ def check_get_stats(get_stats: Callable) -> str:
         if missing_last:
             hint = ("the last pair (ids[-2], ids[-1]) is missing: loop i over "
                     "range(len(ids) - 1), not len(ids) - 2")
+        elif got and set(got) == set(expected) and set(got.values()) == {1}:
+            hint = ("every count is 1: add one to the count so far, counts[pair] = counts.get(pair, 0) + 1, "
+                    "instead of setting it to 1")
+        elif got == _unordered_stats(hand):
+            hint = ("order matters: (a, b) and (b, a) are different pairs (a then b is not b then a); "
+                    "count each pair as it appears, without sorting it")
         elif missed_overlaps:
             hint = "'aaab' holds the pair (a, a) twice (positions 0-1 and 1-2): count overlapping pairs too"
         expect_equal(got, expected, f"get_stats on 'aaabdaaabac' = {hand}", hint)
     for ids in ([], [7], [1, 2], [5, 5, 5, 5], [1, 2, 1, 2, 1], list("안녕 🙂".encode())):
-        expect_equal(call(get_stats, list(ids)), reference_get_stats(ids), f"get_stats({ids})",
-                     "an empty or one-item list has no pairs; otherwise every neighbouring pair counts")
+        got = call(get_stats, list(ids))
+        hint = "an empty or one-item list has no pairs; otherwise every neighbouring pair counts"
+        if isinstance(got, dict) and set(got) - set(reference_get_stats(ids)):
+            hint = ("pairs from a previous call are still there: a mutable default argument (counts={}) is "
+                    "made once and shared by every call; default to None and make a new dict inside")
+        expect_equal(got, reference_get_stats(ids), f"get_stats({ids})", hint)
     running = {(1, 2): 5, (9, 9): 1}
     before = list(running.items())
     out = call(get_stats, [1, 2, 3], running)
@@ -272,6 +292,14 @@ def check_get_stats(get_stats: Callable) -> str:
 # TODO 2: merge
 
 
+def _merge_first(ids: list[int], pair: Pair, new_id: int) -> list[int]:
+    """What a merge that stops after its first match returns."""
+    for i in range(len(ids) - 1):
+        if (ids[i], ids[i + 1]) == pair:
+            return ids[:i] + [new_id] + ids[i + 2:]
+    return list(ids)
+
+
 @learner_check(todo=2, name="merge")
 def check_merge(merge: Callable) -> str:
     """``merge(ids, pair, new_id)`` replaces non-overlapping occurrences left to right."""
@@ -290,16 +318,28 @@ def check_merge(merge: Callable) -> str:
     ]
     for ids, pair, new_id, label in cases:
         original = list(ids)
-        got = call(merge, ids, pair, new_id)
+        with hint_on_crash("reading ids[i + 1] at the last item raises IndexError: test i + 1 < len(ids) "
+                           "before comparing ids[i + 1]"):
+            got = call(merge, ids, pair, new_id)
         expected = reference_merge(original, pair, new_id)
         if got != expected:
             hint = "scan left to right; on a match append new_id and skip both items, else append ids[i]"
             if isinstance(got, list) and got.count(new_id) > expected.count(new_id):
                 hint = ("overlapping pairs: after a match jump past BOTH items (i += 2), so 'aaa' with (a, "
                         "a) becomes [X, a], not [X, X, a]")
-            elif len(original) >= 2 and got == reference_merge(original[:-2], pair, new_id) + original[-2:]:
-                hint = ("the pair that ends at the last item was not merged: the check for a match must "
-                        "allow i + 1 == len(ids) - 1")
+            elif isinstance(got, list) and new_id != 256 and [new_id if x == 256 else x
+                                                              for x in got] == expected:
+                hint = "append the `new_id` argument, not a fixed id such as 256"
+            else:
+                hint = " OR ".join(h for answer, h in [
+                    (reference_merge(original[:-2], pair, new_id) + original[-2:],
+                     "the pair that ends at the last item was not merged: the check for a match must "
+                     "allow i + 1 == len(ids) - 1"),
+                    (_merge_first(original, pair, new_id),
+                     "only the first occurrence was replaced: keep scanning to the end after a match"),
+                    (expected[:-1], "the last item was dropped: visit every i < len(ids) and append an "
+                                    "unmatched last item as it is"),
+                ] if len(original) >= 2 and got == answer) or hint
             expect_equal(got, expected, f"merge({original}, {pair}, {new_id}) — {label}", hint)
         expect(ids == original, f"merge changed its input list for {label}: {fmt(ids)}",
                hint="build and return a new list; training keeps the old word to subtract its pairs")
@@ -323,16 +363,22 @@ def _describe_merge(item: tuple[Pair, int] | None, vocab: dict[int, bytes]) -> s
     return f"{new_id} = ({a}, {b}) = {left!r} + {right!r}"
 
 
-def _train(train_bpe: Callable, text: str, vocab_size: int, pattern: str | None = None) -> dict[Pair, int]:
-    """Call the learner's train_bpe; a crash gets a hint (it usually means the incremental counts broke)."""
+_EARLY_STOP = ("a missing early stop: when no pair is left (an empty heap or counts dict), stop early, since "
+               "popping an empty heap or min() of an empty dict raises")
+_OUT_OF_SYNC = ("counts and the pair -> words index went out of sync: when a word changes, subtract EVERY "
+                "pair of the old word (x frequency), add every pair of the new word, index the new pairs "
+                "under that word (where[p].add(w)), and never pick a pair whose count has dropped to 0")
+
+
+def _train(train_bpe: Callable, text: str, vocab_size: int, pattern: str | None = None,
+           runs_out: bool = False) -> dict[Pair, int]:
+    """Call the learner's train_bpe; a crash gets a hint (it usually means the incremental counts broke, or,
+    when the text ``runs_out`` of pairs before vocab_size, that training did not stop early)."""
     try:
         return call(train_bpe, text, vocab_size, pattern)
     except CheckFailed as err:
-        raise CheckFailed(
-            f"{err}\n   hint: counts and the pair -> words index went out of sync: when a word changes, "
-            "subtract EVERY pair of the old word (x frequency), add every pair of the new word, and never "
-            "pick a pair whose count has dropped to 0"
-        ) from None
+        first, second = (_EARLY_STOP, _OUT_OF_SYNC) if runs_out else (_OUT_OF_SYNC, _EARLY_STOP)
+        raise CheckFailed(f"{err}\n   hint: could be {first}; or {second}") from None
 
 
 def _describe_got(got_list: list, k: int) -> str:
@@ -352,7 +398,11 @@ def check_train_bpe(train_bpe: Callable) -> str:
            hint="return the merges as a dict {(a, b): new_id}, filled in the order they were learned")
     if got != HAND_MERGES:
         hint = "merge 1 is (a, a) with count 4; then (a, b) and (Z, a) both have count 2"
-        if _merge_list(got)[:1] == _merge_list(HAND_MERGES)[:1]:
+        n = min(len(got), len(HAND_MERGES))
+        if len(got) != len(HAND_MERGES) and _merge_list(got)[:n] == _merge_list(HAND_MERGES)[:n]:
+            hint = (f"{len(got)} merges for vocab_size=259: the vocabulary counts the 256 byte tokens too, "
+                    "so learn exactly vocab_size - 256 merges (new ids 256 .. vocab_size - 1)")
+        elif _merge_list(got)[:1] == _merge_list(HAND_MERGES)[:1]:
             hint = ("after merge 1, (97, 98) 'ab' and (256, 97) 'Za' are tied at count 2: ties go to the "
                     "smallest pair, (97, 98) — e.g. min(counts, key=lambda p: (-counts[p], "
                     "p)) or a heap of (-count, pair)")
@@ -360,7 +410,7 @@ def check_train_bpe(train_bpe: Callable) -> str:
                      "train_bpe('aaabdaaabac', 259): merges as [(pair, new_id), ...]", hint)
     expect_equal(_train(train_bpe, HAND_TEXT, 256), {}, "train_bpe('aaabdaaabac', 256): no merges asked for",
                  "vocab_size 256 means zero merges: the 256 byte values are the whole vocabulary")
-    expect_equal(_train(train_bpe, "abab", 300), {(97, 98): 256, (256, 256): 257},
+    expect_equal(_train(train_bpe, "abab", 300, runs_out=True), {(97, 98): 256, (256, 256): 257},
                  "train_bpe('abab', 300): stop when no pair is left",
                  "when no pair occurs any more, stop early instead of merging a pair with count 0")
 
@@ -385,7 +435,12 @@ def check_train_bpe(train_bpe: Callable) -> str:
         counts = _counts_after(chunks, exp_list[:k])
         got_pair = got_list[k][0] if k < len(got_list) and isinstance(got_list[k], tuple) else None
         exp_pair = exp_list[k][0] if k < len(exp_list) else None
-        if got_pair is not None and exp_pair is not None and counts.get(got_pair) == counts.get(exp_pair):
+        unknown = [x for item in got_list if isinstance(item, tuple) and isinstance(item[0], tuple)
+                   for x in item[0] if isinstance(x, int) and x >= 256 + len(got_list)]
+        if unknown:
+            hint = (f"token id {unknown[0]} is neither a byte (0-255) nor a merge: work on UTF-8 bytes, "
+                    "list(chunk.encode('utf-8')), not ord() of the characters")
+        elif got_pair is not None and exp_pair is not None and counts.get(got_pair) == counts.get(exp_pair):
             hint = (f"a tie: {got_pair} and {exp_pair} both occur {counts[exp_pair]} times at this point; "
                     "break ties by the smallest pair: min(counts, key=lambda p: (-counts[p], p)) or a heap "
                     "of (-count, pair)")
@@ -423,10 +478,15 @@ def check_train_bpe(train_bpe: Callable) -> str:
 @learner_check(todo=4, name="encode")
 def check_encode(encode: Callable) -> str:
     """``encode(text, merges)`` applies merges lowest rank first."""
-    got = call(encode, HAND_TEXT, HAND_MERGES)
+    with hint_on_crash("stop when the lowest-rank pair present is not in `merges` (nothing is left to "
+                       "merge): merges[pair] of an unknown pair raises KeyError"):
+        got = call(encode, HAND_TEXT, HAND_MERGES)
+    hint = "start from list(text.encode('utf-8')) and keep merging while some pair is in `merges`"
+    if got == list(HAND_TEXT.encode()):
+        hint = ("no merge was applied: pairs that are not in `merges` must rank last, merges.get(p, "
+                "float('inf')), so that min() picks a known pair while there is one")
     expect_equal(got, HAND_IDS,
-                 "encode('aaabdaaabac', {aa: 256, ab: 257, (256, 257): 258}) should be X d X a c",
-                 "start from list(text.encode('utf-8')) and keep merging while some pair is in `merges`")
+                 "encode('aaabdaaabac', {aa: 256, ab: 257, (256, 257): 258}) should be X d X a c", hint)
     order = {(98, 99): 256, (97, 98): 257}
     got = call(encode, "abc", order)
     if got != [97, 256]:
@@ -440,6 +500,8 @@ def check_encode(encode: Callable) -> str:
                      f"encode('abcd', {chain}): ab -> 256, then (256, c) -> 257 beats (c, d) -> 258",
                      "merges build on earlier merges: after each merge, look again for the lowest-rank pair")
     expect_equal(call(encode, "", HAND_MERGES), [], "encode('') ", "the empty string has no bytes: return []")
+    expect_equal(call(encode, "ab", {(97, 98): 256}), [256], "encode('ab', {(a, b): 256})",
+                 "two tokens can still merge into one: keep merging while len(ids) >= 2")
     expect_equal(call(encode, "한", {}), [237, 149, 156], "encode('한', no merges)",
                  "encode UTF-8 bytes, not characters: list(text.encode('utf-8'))")
     merges = reference_train_bpe(CHECK_PARAGRAPH, 256 + 120, None)
@@ -469,14 +531,19 @@ def check_encode(encode: Callable) -> str:
 def check_decode(decode: Callable) -> str:
     """``decode(ids, vocab)`` joins bytes first, then decodes once with ``errors='replace'``."""
     vocab = reference_build_vocab(HAND_MERGES)
-    expect_equal(call(decode, HAND_IDS, vocab), HAND_TEXT, "decode(X d X a c)",
+    with hint_on_crash("the ids are token ids, not bytes: ids above 255 are merged tokens; look up the "
+                       "bytes of each one, vocab[i], and join those"):
+        got = call(decode, HAND_IDS, vocab)
+    expect_equal(got, HAND_TEXT, "decode(X d X a c)",
                  "look up each id's bytes in vocab, join them, decode the result as UTF-8")
     expect_equal(call(decode, [], vocab), "", "decode([])", "no ids decode to the empty string")
     split_char = [237, 149, 156]  # '한' as three single-byte tokens
     got = call(decode, split_char, vocab)
-    expect_equal(got, "한", "decode([237, 149, 156]): the three bytes of '한', one token each",
-                 "a token can hold PART of a character: join all the bytes first and decode ONCE, "
-                 "never token by token")
+    hint = ("a token can hold PART of a character: join all the bytes first and decode ONCE, never token by "
+            "token")
+    if got == bytes(split_char).decode("latin-1"):
+        hint = "decode the bytes as UTF-8, not latin-1 (which turns every byte into a character of its own)"
+    expect_equal(got, "한", "decode([237, 149, 156]): the three bytes of '한', one token each", hint)
     partial = dict(vocab)
     partial[300] = b"\xed\x95"  # a merged token that ends mid-character
     expect_equal(call(decode, [300, 156, 33], partial), "한!",
@@ -509,6 +576,11 @@ def check_decode(decode: Callable) -> str:
 # TODO 6: split_text (regex pre-tokenizer and special tokens)
 
 
+_SPECIALS_ITERABLE = ("special_tokens may be any iterable (a tuple, or the dict token -> id that the "
+                      "Tokenizer passes): sort a copy, sorted(special_tokens, key=len, reverse=True), "
+                      "never the caller's object in place")
+
+
 @learner_check(todo=6, name="split_text")
 def check_split_text(split_text: Callable) -> str:
     """``split_text(text, special_tokens=(), pattern=...)`` cuts special tokens out whole,
@@ -525,11 +597,15 @@ def check_split_text(split_text: Callable) -> str:
     for pattern, name in ((GPT2_SPLIT_PATTERN, "GPT2_SPLIT_PATTERN"), (GPT4_SPLIT_PATTERN,
                                                                        "GPT4_SPLIT_PATTERN")):
         for text in samples:
-            got = call(split_text, text, special_tokens=(), pattern=pattern)
+            with hint_on_crash(_SPECIALS_ITERABLE):
+                got = call(split_text, text, special_tokens=(), pattern=pattern)
             expected = reference_split_text(text, (), pattern)
             if got != expected:
                 hint = "with no special tokens this is exactly regex.findall(pattern, text)"
-                if isinstance(got, list) and "".join(map(str, got)) != text:
+                other = GPT4_SPLIT_PATTERN if pattern == GPT2_SPLIT_PATTERN else GPT2_SPLIT_PATTERN
+                if got == regex.findall(other, text):
+                    hint = "use the `pattern` argument: these chunks come from the other pattern"
+                elif isinstance(got, list) and "".join(map(str, got)) != text:
                     hint = ("''.join(chunks) must give back the text exactly: keep the whitespace chunks "
                             "(never strip or drop them)")
                 expect_equal(got, expected, f"split_text({text!r}, pattern={name})", hint)
@@ -542,12 +618,19 @@ def check_split_text(split_text: Callable) -> str:
                                                                     "<|endoftext|>"]),
         ("no special here, just text|end|", special, reference_split_text("no special here, just text|end|")),
         ("<|end|><|end|>x", ["<|end|>", "<|end|>x"], ["<|end|>", "<|end|>x"]),
+        ("Hi<|endoftext|> there", {"<|endoftext|>": 256}, ["Hi", "<|endoftext|>", " there"]),  # as Tokenizer
     ]
     for text, specials, expected in cases:
-        got = call(split_text, text, special_tokens=specials, pattern=GPT4_SPLIT_PATTERN)
+        with hint_on_crash(_SPECIALS_ITERABLE):
+            got = call(split_text, text, special_tokens=specials, pattern=GPT4_SPLIT_PATTERN)
         if got != expected:
             whole = isinstance(got, list) and any(s in specials for s in got)
-            if text.startswith("<|end|><|end|>x"):
+            vanished = isinstance(got, list) and "".join(map(str, got)) == regex.sub(
+                "|".join(regex.escape(s) for s in specials), "", text)
+            if vanished and not whole:
+                hint = ("the special tokens vanished: regex.split drops the separators unless the pattern "
+                        "has a capture group, regex.split('(' + alternatives + ')', text)")
+            elif text.startswith("<|end|><|end|>x"):
                 hint = "try longer special tokens first, so '<|end|>x' is not cut as '<|end|>' + 'x'"
             elif not whole:
                 hint = ("the special token was cut into pieces: split the special tokens out FIRST and keep "

@@ -107,6 +107,27 @@ def reference_repeated_ngram_rate(tokens: Sequence[Any], n: int) -> float:
     return 1.0 - len(set(grams)) / len(grams) if grams else 0.0
 
 
+def _call(fn: Callable[..., Any], *args: Any, crashes: tuple[tuple[str, str], ...] = (),
+          **kwargs: Any) -> Any:
+    """``call(fn, *args, **kwargs)``; a crash gets the hint of the first ``(text in the error, hint)`` pair
+    that matches."""
+    try:
+        return call(fn, *args, **kwargs)
+    except CheckFailed as err:
+        text = str(err)
+        hint = next((h for key, h in crashes if key in text), None)
+        if hint is None:
+            raise
+        raise CheckFailed(f"{text}\n   hint: {hint}") from None
+
+
+def _unchanged(before: torch.Tensor, after: Any, what: str) -> None:
+    """Fail if the learner's function changed its input tensor in place."""
+    expect(torch.equal(before, after), f"{what} changed the caller's logits in place",
+           hint="an in-place op (logits /= T, masked_fill_, ...) writes into the caller's tensor: use the "
+                "out-of-place form (logits / T, masked_fill) and return a new tensor")
+
+
 def _kept(filtered: Any, what: str) -> torch.Tensor:
     expect(isinstance(filtered, torch.Tensor),
            f"{what} must return a tensor of logits, got {type(filtered).__name__}",
@@ -125,12 +146,19 @@ def check_temperature_softmax(temperature_softmax: Callable[[torch.Tensor, float
     logits = _logits(4, 11, seed=1)  # (B, V)
     worst = 0.0
     for T in (1.0, 0.5, 2.5, 0.1):
-        got = call(temperature_softmax, logits, T)
+        given = logits.clone()
+        got = call(temperature_softmax, given, T)
+        _unchanged(logits, given, f"temperature_softmax(logits, T={T})")
         expected = torch.softmax(logits / T, dim=-1)
         hint = diagnose(
             got,
             [
                 (torch.softmax(logits * T, dim=-1), MULTIPLIED),
+                (torch.log_softmax(logits / T, dim=-1),
+                 "these are log-probabilities (log_softmax): return the probabilities, torch.softmax"),
+                (torch.softmax(logits, dim=-1) ** (1 / T),
+                 "p ** (1 / T) must be renormalised so that each row sums to 1; simpler: "
+                 "softmax(logits / T)"),
                 (torch.softmax(logits / T, dim=0),
                  "softmax over the wrong dim: normalise over the vocabulary, dim=-1"),
                 (torch.softmax(logits, dim=-1), "the temperature was ignored: divide the logits by T first"),
@@ -138,6 +166,13 @@ def check_temperature_softmax(temperature_softmax: Callable[[torch.Tensor, float
             "probs = softmax(logits / T) over the last dimension; each row sums to 1",
         )
         worst = max(worst, assert_close(got, expected, f"temperature_softmax(logits, T={T})", hint=hint))
+    logits3 = _logits(2, 3, 11, seed=11)  # (B, T, V): probabilities over the last dim, whatever the rank
+    got = call(temperature_softmax, logits3, 0.7)
+    assert_close(got, torch.softmax(logits3 / 0.7, dim=-1), "temperature_softmax on (2, 3, 11) logits, T=0.7",
+                 hint=diagnose(got, [(torch.softmax(logits3 / 0.7, dim=1),
+                                      "softmax over the LAST dim (dim=-1): logits are (..., V), and dim=1 is "
+                                      "the vocabulary only for 2-D logits")],
+                               "probs = softmax(logits / T) over the last dimension"))
     big = torch.tensor([[1000.0, 999.0, 990.0], [-1000.0, -1001.0, -1010.0]])  # (2, 3)
     got = call(temperature_softmax, big, 0.5)
     assert_close(got, torch.softmax(big / 0.5, dim=-1), "temperature_softmax on logits near ±1000, T=0.5",
@@ -160,7 +195,11 @@ def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> str:
     probs[2] = torch.nn.functional.one_hot(torch.tensor(4), 9).float()  # one-hot: entropy 0
     probs[3] = 1.0 / 9  # uniform: entropy log 9
     expected = torch.distributions.Categorical(probs=probs).entropy()  # (B,), nats
-    got = call(entropy, probs)
+    given = probs.clone()
+    got = call(entropy, given)
+    expect(torch.equal(given, probs), "entropy changed the caller's probs in place",
+           hint="do not write into probs (e.g. probs[probs == 0] = ...): it is the caller's tensor; use "
+                "torch.where(probs > 0, probs * probs.log(), 0) or torch.special.xlogy(probs, probs)")
     plogp = probs * probs.log()  # NaN where p = 0 (0 · -inf)
     hint = diagnose(
         got,
@@ -171,12 +210,18 @@ def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> str:
             (-plogp.sum(-1), "0 · log 0 gave NaN: the limit p·log p -> 0 as p -> 0, so treat zero "
                              "probabilities as contributing 0 (e.g. torch.where(p > 0, p * p.log(), 0))"),
             (-expected, "the sign is flipped: H = -Σ p log p is >= 0"),
+            (expected / math.log(10),
+             "this is the entropy in log10 units: the expected unit is nats (natural log, torch.log)"),
+            (expected / probs.size(-1), "sum the terms over the vocabulary; yours took their mean"),
         ],
         "H(p) = -Σ_i p_i ln p_i over the last dimension, with 0 · ln 0 = 0",
     )
     if isinstance(got, torch.Tensor) and bool(torch.isnan(got).any()):
         hint = ("NaN in the result: 0 · log 0 is NaN in floating point. The limit p·log p -> 0 as p -> 0, so "
                 "treat zero probabilities as contributing 0 (e.g. torch.where(p > 0, p * p.log(), 0))")
+    if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+        hint = (f"one entropy per distribution: sum over the last dimension only (dim=-1, no keepdim), shape "
+                f"{tuple(expected.shape)}")
     err = assert_close(got, expected, "entropy of 5 distributions over 9 tokens (one "
                        "with zeros, a one-hot, a uniform)", hint=hint)
     return (
@@ -187,19 +232,38 @@ def check_entropy(entropy: Callable[[torch.Tensor], torch.Tensor]) -> str:
 
 # ----------------------------------------------------------------------------------------------- TODO 3
 
+TOP_K_CRASHES = (
+    ("selected index k out of range",
+     "k may exceed the vocabulary size V: clamp it first, k = min(k, logits.size(-1)), and keep every token"),
+    ("Dimension out of range", "logits are (..., V), 1-D rows included: use dim=-1 and logits.size(-1)"),
+)
+
 
 @learner_check(3, "top_k_filter")
 def check_top_k_filter(top_k_filter: Callable[[torch.Tensor, int], torch.Tensor]) -> str:
     logits = _logits(3, 12, seed=3)  # (B, V), no ties
     for k in (1, 4, 11, 12, 20):
-        got = call(top_k_filter, logits, k)
+        given = logits.clone()
+        got = _call(top_k_filter, given, k, crashes=TOP_K_CRASHES)
+        _unchanged(logits, given, f"top_k_filter(logits, k={k})")
         expected = reference_top_k_filter(logits, k)
         kept = _kept(got, f"top_k_filter(logits, k={k})")
+        if bool(((got == 0) & (expected == NEG_INF)).any()):
+            hint = ("the removed tokens must become -inf, not 0: a logit of 0 still has probability "
+                    "exp(0) / Σ exp after the softmax")
+        elif bool((kept.sum(-1) < min(k, 12)).all()):
+            hint = ("every row kept fewer than k tokens: the k-th largest logit itself was removed (keep "
+                    "logits >= the k-th largest, not >), or torch.topk was asked for fewer than k")
+        elif k <= logits.size(0) and any(
+            torch.equal(kept, torch.zeros_like(kept).scatter(d, torch.topk(logits, k, dim=0).indices, True))
+            for d in (0, -1)
+        ):
+            hint = "you picked the top k along the wrong dim: torch.topk(logits, k, dim=-1), per row"
+        else:
+            hint = "keep exactly k tokens per row (all of them when k >= V)"
         expect_equal(
             kept.sum(-1).tolist(), [min(k, 12)] * 3, f"tokens kept per row by top_k_filter(logits, k={k})",
-            hint=("the k-th largest logit itself was removed: keep logits >= the k-th largest, not >"
-                  if bool((kept.sum(-1) < min(k, 12)).all()) else
-                  "keep exactly k tokens per row (all of them when k >= V)"),
+            hint=hint,
         )
         expect_equal(kept, expected != NEG_INF,
                      f"which tokens top_k_filter(logits, k={k}) keeps, vs torch.topk",
@@ -207,6 +271,11 @@ def check_top_k_filter(top_k_filter: Callable[[torch.Tensor, int], torch.Tensor]
                           "torch.topk(logits, k, dim=-1) picks them")
         assert_close(got[kept], logits[kept], f"kept logits for k={k}",
                      hint="kept logits must be returned unchanged; only the removed ones become -inf")
+    row = _logits(12, seed=12)  # (V,): one row, no batch dimension
+    got = _call(top_k_filter, row, 3, crashes=TOP_K_CRASHES)
+    expect_equal(_kept(got, "top_k_filter(row, k=3)"), reference_top_k_filter(row, 3) != NEG_INF,
+                 "which tokens top_k_filter keeps on a 1-D row of 12 logits, k=3",
+                 hint="logits are (..., V): work on the last dim (dim=-1, logits.size(-1)) whatever the rank")
     # (2, 5) ties at the k-th value
     tied = torch.tensor([[3.0, 2.0, 2.0, 2.0, 1.0], [5.0, 5.0, 5.0, 4.0, 0.0]])
     got = call(top_k_filter, tied, 2)
@@ -232,34 +301,73 @@ def _top_p_cases() -> list[tuple[str, torch.Tensor, float]]:
         ("random logits, p=0.5", _logits(4, 16, seed=5), 0.5),
         ("one token holds 0.6 of the mass, p=0.3", peaked, 0.3),
         ("p=1.0 keeps everything", _logits(2, 10, seed=6), 1.0),
+        ("the two top tokens reach p=0.75 exactly",
+         torch.log(torch.tensor([[0.5, 0.25, 0.125, 0.0625, 0.0625], [0.25, 0.5, 0.0625, 0.125, 0.0625]])),
+         0.75),
     ]
+
+
+def _top_p_hint(kept: torch.Tensor, logits: torch.Tensor, p: float) -> str:
+    """The hint for a top-p filter that keeps ``kept`` instead of the reference's tokens."""
+    probs = torch.softmax(logits, dim=-1)
+    s, order = torch.sort(probs, dim=-1, descending=True)
+    before = s.cumsum(-1) - s
+
+    def back(drop_sorted: torch.Tensor) -> torch.Tensor:
+        return drop_sorted.scatter(-1, order, drop_sorted)
+
+    asc, order_asc = torch.sort(probs, dim=-1)
+    drop_asc = asc.cumsum(-1) - asc >= p
+    sorted_logits = torch.sort(logits, dim=-1, descending=True)[0]
+    s0 = torch.softmax(sorted_logits, dim=0)
+    unsorted = probs.cumsum(-1) - probs >= p
+    candidates = [
+        (~back(s.cumsum(-1) > p),
+         "the token that crosses p was dropped: keep a token while the mass BEFORE it is < p "
+         "(cumsum - probs < p), so the kept set's mass reaches p; with p=0.3 and a top token "
+         "of 0.6 your filter keeps nothing"),
+        (~unsorted, "the mass was accumulated in vocabulary order: sort the probabilities in descending "
+                    "order first (torch.sort), cumsum there, then scatter the decision back with the sort "
+                    "indices"),
+        (~(probs.cumsum(-1) > p), "the mass was accumulated in vocabulary order: sort the probabilities in "
+                                  "descending order first (torch.sort), cumsum there, then scatter the "
+                                  "decision back with the sort indices"),
+        (~back(before > p),
+         "a token whose mass before it is exactly p is not needed (the kept set already reaches p): drop "
+         "it when mass_before >= p, not > p"),
+        (~(before >= p).gather(-1, order),
+         "gather with the sort indices permutes the decision a second time; scatter undoes the sort: "
+         "drop_sorted.scatter(-1, order, drop_sorted)"),
+        (~(before >= p),
+         "the decision is still in sorted order: scatter it back to vocabulary order with the sort indices"),
+        (~drop_asc.scatter(-1, order_asc, drop_asc),
+         "sort in DESCENDING order (descending=True): the nucleus is made of the MOST likely tokens"),
+        (~back(s0.cumsum(-1) - s0 >= p),
+         "softmax over the vocabulary, dim=-1, not over the rows"),
+    ]
+    if p != 0.9:
+        candidates.append((reference_top_p_filter(logits, 0.9) != NEG_INF,
+                           "use the p argument; your filter keeps the tokens of p=0.9"))
+    for candidate, hint in candidates:
+        if torch.equal(kept, candidate):
+            return hint
+    if bool((kept.sum(-1) == 0).any()):
+        return "a row kept no token at all: the most likely token must always survive"
+    return "sort descending, cumsum, keep while the mass before a token is < p, scatter back"
 
 
 @learner_check(4, "top_p_filter")
 def check_top_p_filter(top_p_filter: Callable[[torch.Tensor, float], torch.Tensor]) -> str:
     for name, logits, p in _top_p_cases():
-        got = call(top_p_filter, logits, p)
+        given = logits.clone()
+        got = call(top_p_filter, given, p)
+        _unchanged(logits, given, f"top_p_filter(logits, p={p})")
         kept = _kept(got, f"top_p_filter(logits, p={p})")
         expected = reference_top_p_filter(logits, p) != NEG_INF  # (B, V)
         if p == 1.0:  # float cumsum may round the tail; every token with mass before it < 1 is kept
             expected = torch.ones_like(expected)
         if not torch.equal(kept, expected):
-            probs = torch.softmax(logits, dim=-1)
-            s, order = torch.sort(probs, dim=-1, descending=True)
-            drop_crossing = (s.cumsum(-1) > p).scatter(-1, order, s.cumsum(-1) > p)
-            unsorted = probs.cumsum(-1) - probs >= p
-            if torch.equal(kept, ~drop_crossing):
-                hint = ("the token that crosses p was dropped: keep a token while the mass BEFORE it is < p "
-                        "(cumsum - probs < p), so the kept set's mass reaches p; with p=0.3 and a top token "
-                        "of 0.6 your filter keeps nothing")
-            elif torch.equal(kept, ~unsorted) or torch.equal(kept, ~(probs.cumsum(-1) > p)):
-                hint = ("the mass was accumulated in vocabulary order: sort the probabilities in descending "
-                        "order first (torch.sort), cumsum there, then scatter the "
-                        "decision back with the sort indices")
-            elif bool((kept.sum(-1) == 0).any()):
-                hint = "a row kept no token at all: the most likely token must always survive"
-            else:
-                hint = "sort descending, cumsum, keep while the mass before a token is < p, scatter back"
+            hint = _top_p_hint(kept, logits, p)
             raise CheckFailed(
                 f"top_p_filter keeps the wrong tokens ({name})\n   expected: {fmt(expected)}\n"
                 f"   got:      {fmt(kept)}\n   hint: {hint}"
@@ -298,6 +406,30 @@ def _chi_square(counts: torch.Tensor, probs: torch.Tensor) -> tuple[float, int]:
     return stat, int(support.sum()) - 1
 
 
+def _sampling_hint(probs: torch.Tensor, logits: torch.Tensor, T: float, k: int | None,
+                   p: float | None) -> str:
+    """The hint for a sampler whose distribution ``probs`` is not the reference's."""
+    expected = reference_sampling_probs(logits, T, k, p)
+    V = logits.size(-1)
+    return diagnose(
+        probs,
+        [
+            (reference_sampling_probs(logits * T * T, T, k, p), MULTIPLIED),
+            (reference_sampling_probs(logits / T, T, k, p) if T != 1.0 else expected,
+             "the temperature was applied twice: z = logits / T, then softmax(z) (temperature_softmax(z, "
+             "1.0)), not temperature_softmax(z, T)"),
+            (torch.softmax(reference_top_k_filter(reference_top_p_filter(logits / T, p or 1.0), k or V), -1),
+             "top-p ran before top-k: apply top-k first, then top-p on what is left"),
+            (torch.softmax(reference_top_p_filter(reference_top_k_filter(logits, k or V), p or 1.0) / T, -1),
+             "the filters ran before the temperature: apply temperature first, then top-k, then top-p "
+             "(top-p depends on T, so the order matters)"),
+            (reference_sampling_probs(logits, T),
+             "the filters were not applied: temperature, then top-k, then top-p"),
+        ],
+        "logits / T -> top_k_filter -> top_p_filter -> softmax",
+    )
+
+
 @learner_check(5, "sample_next")
 def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     logits = _logits(6, 20, seed=8)  # (B, V), no ties
@@ -315,10 +447,14 @@ def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tenso
                  hint="at temperature 0 the distribution is one-hot at the argmax")
     for seed in range(5):
         ids, _ = _pair(call(sample_next, logits, 1.0, top_k=1, generator=gen(seed)), "sample_next")
+        expect_equal(tuple(ids.shape), tuple(greedy.shape), "shape of the sampled ids (6 rows, top_k=1)",
+                     hint="one id per row, shape (B,): torch.multinomial returns (B, 1), so squeeze(-1) it")
         expect_equal(ids.tolist(), greedy.tolist(), f"sample_next with top_k=1 (generator seed {seed})",
                      hint="with top_k=1 only the argmax survives the filter, so "
                           "every sample must be the argmax")
-        ids, _ = _pair(call(sample_next, logits, 1e-3, generator=gen(seed)), "sample_next")
+        given = logits.clone()
+        ids, _ = _pair(call(sample_next, given, 1e-3, generator=gen(seed)), "sample_next")
+        _unchanged(logits, given, "sample_next(logits, temperature=1e-3)")
         expect_equal(ids.tolist(), greedy.tolist(),
                      f"sample_next with temperature=1e-3 (generator seed {seed})",
                      hint="a tiny temperature sharpens softmax(logits / T) towards one-hot at the argmax")
@@ -326,28 +462,18 @@ def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tenso
     for T, k, p in ((1.0, None, None), (0.7, 5, None), (1.5, None, 0.8), (0.8, 8, 0.7)):
         _, probs = _pair(call(sample_next, logits, T, top_k=k, top_p=p, generator=gen(1)), "sample_next")
         expected = reference_sampling_probs(logits, T, k, p)
-        hint = diagnose(
-            probs,
-            [
-                (reference_sampling_probs(logits * T * T, T, k, p), MULTIPLIED),
-                (torch.softmax(reference_top_p_filter(reference_top_k_filter(logits, k or 20), p or 1.0) / T,
-                               -1),
-                 "the filters ran before the temperature: apply temperature first, then top-k, then top-p "
-                 "(top-p depends on T, so the order matters)"),
-                (reference_sampling_probs(logits, T),
-                 "the filters were not applied: temperature, then top-k, then top-p"),
-            ],
-            "logits / T -> top_k_filter -> top_p_filter -> softmax",
-        )
+        hint = _sampling_hint(probs, logits, T, k, p)
         worst = max(worst, assert_close(probs, expected, f"probs for temperature={T}, top_k={k}, top_p={p}",
                                         hint=hint))
     # empirical frequencies: one row repeated N times, fixed generator seed
     N, T, k, p = 40_000, 1.2, 6, 0.9
     row = logits[:1].expand(N, -1)  # (N, V)
-    ids, _ = _pair(call(sample_next, row, T, top_k=k, top_p=p, generator=gen(123)), "sample_next")
+    ids, probs = _pair(call(sample_next, row, T, top_k=k, top_p=p, generator=gen(123)), "sample_next")
     expect(ids.shape == (N,), f"sample_next must return ids of shape (B,) = ({N},), got {tuple(ids.shape)}",
            hint="one sampled id per row: torch.multinomial(probs, 1, generator=generator).squeeze(-1)")
     target = reference_sampling_probs(logits[:1], T, k, p)[0]  # (V,)
+    assert_close(probs[:1], target[None], f"probs for temperature={T}, top_k={k}, top_p={p}",
+                 hint=_sampling_hint(probs[:1], logits[:1], T, k, p))
     counts = torch.bincount(ids.long(), minlength=logits.size(-1)).float()  # (V,)
     outside = int(counts[target == 0].sum())
     expect(outside == 0, f"{outside} of {N} samples are tokens the filters removed",
@@ -368,6 +494,11 @@ def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tenso
            "two calls with generators seeded alike gave different samples",
            hint="pass generator=generator to torch.multinomial so that a seeded "
                 "generator makes samples reproducible")
+    other, _ = _pair(call(sample_next, row[:200], 1.0, generator=gen(10)), "sample_next")
+    expect(not torch.equal(a, other),
+           "generators seeded 9 and 10 gave the same 200 samples: the samples ignore the generator you pass",
+           hint="sample with the generator argument, torch.multinomial(probs, 1, generator=generator); do "
+                "not make a generator of your own")
     return (
         "T=0, top_k=1 and T=1e-3 all give the argmax; the sampling distribution matches temperature -> "
         f"top-k -> top-p -> softmax for 4 settings (max abs err {worst:.1e}); {N:,} samples at T={T}, "
@@ -378,6 +509,74 @@ def check_sample_next(sample_next: Callable[..., tuple[torch.Tensor, torch.Tenso
 
 
 # ----------------------------------------------------------------------------------------------- TODO 6
+
+NGRAM_CRASHES = (
+    ("unhashable type", "a list slice cannot go into a set: make each n-gram a tuple, tuple(seq[i : i + n])"),
+    ("division by zero",
+     "with no n-gram at all (every sequence shorter than n) return 0.0 instead of dividing by zero"),
+)
+OFF_BY_ONE_HINT = ("off by one: a sequence of length L has L - n + 1 n-grams, "
+                   "range(len(seq) - n + 1); yours misses the last one")
+
+
+def _ratio(top: int, bottom: int) -> float:
+    return top / bottom if bottom else 0.0
+
+
+def _pooled(sequences: Sequence[Sequence[Any]], n: int, short: int = 0) -> list[tuple[Any, ...]]:
+    """The n-grams of every sequence (``short=1``: without the last one of each)."""
+    return [g for seq in sequences for g in _ngrams(seq, n)[: len(_ngrams(seq, n)) - short]]
+
+
+# (what a known bug returns, its hint): the bugs of distinct_n, then of repeated_ngram_rate
+DISTINCT_BUGS: list[tuple[Callable[..., float], str]] = [
+    (lambda seqs, n: _ratio(len(set(_pooled(seqs, n))), len(set(_pooled(seqs, n)))),
+     "the denominator is the total number of n-grams, not the number of unique ones"),
+    (lambda seqs, n: reference_distinct_n([[t for seq in seqs for t in seq]], n),
+     "n-grams must not cross from one sequence into the next: count each sequence's n-grams separately, "
+     "then pool them"),
+    (lambda seqs, n: _ratio(len(set(_pooled(seqs, n))),
+                            sum(len(seq) for seq in seqs) * bool(_pooled(seqs, n))),
+     "divide by the number of n-grams (sum of len(seq) - n + 1), not the number of tokens"),
+    (lambda seqs, n: _ratio(len(set(_pooled(seqs, n, short=1))), len(_pooled(seqs, n, short=1))),
+     OFF_BY_ONE_HINT),
+    (lambda seqs, n: (sum(reference_distinct_n([seq], n) for seq in seqs if len(seq) >= n)
+                      / max(1, sum(len(seq) >= n for seq in seqs))),
+     "pool the n-grams of all sequences, then divide once: yours averaged the per-sequence ratios"),
+    (lambda seqs, n: len(set(_pooled(seqs, n))) // len(_pooled(seqs, n)) if _pooled(seqs, n) else 0.0,
+     "integer division: use /, not //, so that the ratio is a float"),
+    (lambda seqs, n: reference_distinct_n(seqs, 2),
+     "use the argument n; yours counted bigrams whatever n is"),
+]
+REPEAT_BUGS: list[tuple[Callable[..., float], str]] = [
+    (lambda t, n: 1 - len(set(_ngrams(t, n))) // len(_ngrams(t, n)) if _ngrams(t, n) else 0.0,
+     "integer division: use /, not //, so that unique / total is a float"),
+    (lambda t, n: reference_repeated_ngram_rate(t[:-1], n), OFF_BY_ONE_HINT),
+    (lambda t, n: _ratio(sum(_ngrams(t, n).count(g) > 1 for g in _ngrams(t, n)), len(_ngrams(t, n))),
+     "the first occurrence of an n-gram is not a repeat: count only the n-grams seen EARLIER in the "
+     "sequence (1 - unique / total)"),
+    (lambda t, n: _ratio(len(_ngrams(t, n)) - len(set(_ngrams(t, n))), len(set(_ngrams(t, n)))),
+     "divide by the total number of n-grams, not by the number of unique ones"),
+    (lambda t, n: reference_distinct_n([t], n),
+     "that is distinct-n (unique / total); the repeated rate is its complement, 1 - unique / total"),
+]
+
+
+def _ngram_diagnosis(fn: Callable[..., Any], cases: list[tuple[Any, int]],
+                     bugs: list[tuple[Callable[..., float], str]], default: str) -> str:
+    """The hints of the known bugs whose answers equal the learner's on EVERY case (several: joined by OR)."""
+    answers = []
+    for args in cases:
+        try:
+            answers.append(fn(*args))
+        except Exception:  # noqa: BLE001 - a crash on another case only means "no match"
+            answers.append(None)
+    hints = [
+        hint for bug, hint in bugs
+        if all(isinstance(a, (int, float)) and abs(float(a) - bug(*args)) < 1e-9
+               for a, args in zip(answers, cases, strict=True))
+    ]
+    return " OR ".join(hints) if hints else default
 
 
 @learner_check(6, "distinct_n")
@@ -391,25 +590,14 @@ def check_distinct_n(distinct_n: Callable[[Sequence[Sequence[Any]], int], float]
         ([[1, 2], [5]], 3, "no sequence is long enough: 0.0"),
     ]
     for seqs, n, name in cases:
-        got = call(distinct_n, seqs, n)
+        got = _call(distinct_n, seqs, n, crashes=NGRAM_CRASHES)
         expected = reference_distinct_n(seqs, n)
-        grams = [g for s in seqs for g in _ngrams(s, n)]
-        joined = [t for s in seqs for t in s]
-        n_tokens = sum(len(s) for s in seqs)
         if not isinstance(got, (int, float)) or abs(float(got) - expected) > 1e-9:
-            hints = []
-            if grams and abs(float(got) - len(set(grams)) / n_tokens) < 1e-9:
-                hints.append("divide by the number of n-grams (sum of len(seq) - "
-                             "n + 1), not the number of tokens")
-            if abs(float(got) - reference_distinct_n([joined], n)) < 1e-9:
-                hints.append("n-grams must not cross from one sequence into the next: count each sequence's "
-                             "n-grams separately, then pool them")
-            if grams and abs(float(got) - 1.0) < 1e-9:
-                hints.append("the denominator is the total number of n-grams, not the number of unique ones")
+            hint = _ngram_diagnosis(distinct_n, [(c[0], c[1]) for c in cases], DISTINCT_BUGS,
+                                    "unique n-grams over all sequences / all n-grams")
             raise CheckFailed(
                 f"distinct_n({fmt(seqs, 80)}, n={n}) ({name})\n   expected: {expected!r}\n   got:      "
-                f"{got!r}\n"
-                f"   hint: {hints[0] if hints else 'unique n-grams over all sequences / all n-grams'}"
+                f"{got!r}\n   hint: {hint}"
             )
     return ("unique n-grams / all n-grams, pooled over sequences without crossing their boundaries, on 6 "
             "cases (ints and a string; too-short sequences give 0.0)")
@@ -428,30 +616,15 @@ def check_repeated_ngram_rate(repeated_ngram_rate: Callable[[Sequence[Any], int]
         ("ab", 3, "shorter than n: 0.0"),
     ]
     for tokens, n, name in cases:
-        got = call(repeated_ngram_rate, tokens, n)
+        got = _call(repeated_ngram_rate, tokens, n, crashes=NGRAM_CRASHES)
         expected = reference_repeated_ngram_rate(tokens, n)
-        grams = _ngrams(tokens, n)
         if not isinstance(got, (int, float)) or abs(float(got) - expected) > 1e-9:
-            counts: dict[tuple[Any, ...], int] = {}
-            for g in grams:
-                counts[g] = counts.get(g, 0) + 1
-            in_repeats = sum(c for c in counts.values() if c > 1) / len(grams) if grams else 0.0
-            unique = len(set(grams))
-            if grams and abs(float(got) - in_repeats) < 1e-9:
-                hint = ("the first occurrence of an n-gram is not a repeat: count only the n-grams seen "
-                        "EARLIER in the sequence (1 - unique / total)")
-            elif grams and abs(float(got) - (len(grams) - unique) / unique) < 1e-9:
-                hint = "divide by the total number of n-grams, not by the number of unique ones"
-            elif grams and abs(float(got) - unique / len(grams)) < 1e-9:
-                hint = ("that is distinct-n (unique / total); the repeated rate is "
-                        "its complement, 1 - unique / total")
-            else:
-                hint = ("fraction of the len(tokens) - n + 1 n-grams that already "
-                        "occurred earlier in the sequence")
+            hint = _ngram_diagnosis(repeated_ngram_rate, [(c[0], c[1]) for c in cases], REPEAT_BUGS,
+                                    "fraction of the len(tokens) - n + 1 n-grams that already occurred "
+                                    "earlier in the sequence")
             raise CheckFailed(
                 f"repeated_ngram_rate({tokens!r}, n={n}) ({name})\n   expected: {expected!r}\n   got:      "
-                f"{got!r}\n"
-                f"   hint: {hint}"
+                f"{got!r}\n   hint: {hint}"
             )
     return ("fraction of n-grams that already occurred earlier (Welleck et al. 2019's seq-rep-n) on 5 cases: "
             "'abcabcabc' n=3 gives 4/7, no repeats 0, too short 0.0")

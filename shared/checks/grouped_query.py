@@ -29,7 +29,16 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check
+from shared.checks import (
+    CheckFailed,
+    assert_close,
+    call,
+    expect,
+    expect_equal,
+    fmt,
+    hint_on_crash,
+    learner_check,
+)
 from shared.checks.compare import diagnose, gen, randn
 from shared.kv_cache import KVCache
 from shared.model import GPT, CausalSelfAttention, GPTConfig
@@ -138,8 +147,19 @@ def check_repeat_kv(repeat_kv: Callable[[torch.Tensor, int], torch.Tensor]) -> s
     B, nkv, S, hs = 2, 3, 4, 5
     kv = torch.arange(B * nkv * S * hs, dtype=torch.float32).view(B, nkv, S, hs)  # (B, nkv, S, hs)
     for n_rep in (2, 4, 1):
-        got = call(repeat_kv, kv, n_rep)
+        with hint_on_crash("after .expand the tensor is not contiguous: flatten it with .reshape, not .view; "
+                           "or use kv.repeat_interleave(n_rep, dim=1)"):
+            got = call(repeat_kv, kv, n_rep)
         expected = reference_repeat_kv(kv, n_rep)
+        if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+            axis_names = {0: "batch axis (dim 0)", 2: "time axis (dim 2)", 3: "head-size axis (dim 3)"}
+            wrong = [name for d, name in axis_names.items()
+                     if got.shape == kv.repeat_interleave(n_rep, d).shape]
+            shape_hint = (f"you repeated along the {wrong[0]}; repeat the heads, dim 1" if wrong and n_rep > 1
+                          else f"the output has nkv · n_rep = {nkv} · {n_rep} = {nkv * n_rep} heads: use the "
+                               "n_rep argument (the check passes n_rep = 2, 4 and 1)")
+            expect_equal(tuple(got.shape), tuple(expected.shape),
+                         f"repeat_kv(kv, {n_rep}) for kv (2, 3, 4, 5): shape", hint=shape_hint)
         hint = diagnose(
             got,
             [
@@ -205,8 +225,32 @@ def _gqa_bug_candidates(
          "each head scales by 1/sqrt(hs), its own head size C // n_head, not 1/sqrt(C)"),
         (finish(F.scaled_dot_product_attention(q, v_rep, k_rep, is_causal=True)),
          "k and v are swapped: the rows of w_qkv are [q (nh·hs) | k (nkv·hs) | v (nkv·hs)]"),
+        (F.linear(F.scaled_dot_product_attention(q, k_rep, v_rep, is_causal=True).reshape(B, T, C), w_o, b_o),
+         "merge the heads back with y.transpose(1, 2).reshape(B, T, C): y is (B, nh, T, hs), and a plain "
+         "reshape mixes time steps and heads"),
+        (_gqa_split_without_transpose(x, w_qkv, b_qkv, w_o, b_o, nh, nkv),
+         "split the heads with .view(B, T, heads, hs).transpose(1, 2): a plain .view or .reshape to "
+         "(B, heads, T, hs) mixes time steps and heads"),
+        (reference_gqa(x, w_qkv, None, w_o, b_o, nh, nkv),
+         "the bias b_qkv is ignored: F.linear(x, w_qkv, b_qkv)"),
+        (reference_gqa(x, w_qkv, b_qkv, w_o, None, nh, nkv),
+         "the output bias b_o is ignored: F.linear(..., w_o, b_o)"),
     ]
     return out
+
+
+def _gqa_split_without_transpose(x: torch.Tensor, w_qkv: torch.Tensor, b_qkv: torch.Tensor | None,
+                                 w_o: torch.Tensor, b_o: torch.Tensor | None, nh: int,
+                                 nkv: int) -> torch.Tensor:
+    """The answer when q, k and v are split into heads with .view(B, heads, T, hs), without the transpose."""
+    B, T, C = x.shape
+    hs = C // nh
+    q, k, v = F.linear(x, w_qkv, b_qkv).split([nh * hs, nkv * hs, nkv * hs], dim=-1)
+    q = q.reshape(B, nh, T, hs)
+    k = k.reshape(B, nkv, T, hs).repeat_interleave(nh // nkv, dim=1)
+    v = v.reshape(B, nkv, T, hs).repeat_interleave(nh // nkv, dim=1)
+    y = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, nh, T, hs)
+    return F.linear(y.transpose(1, 2).reshape(B, T, C), w_o, b_o)
 
 
 @learner_check(2, "grouped_query_attention")
@@ -216,7 +260,13 @@ def check_grouped_query_attention(gqa: Callable[..., torch.Tensor]) -> str:
     worst_ref = worst_model = 0.0
     for nkv in (3, 2, 1, 6):
         w_qkv, b_qkv, w_o, b_o = _gqa_weights(C, nh, nkv, seed=41 + nkv)
-        got = call(gqa, x, w_qkv, b_qkv, w_o, b_o, nh, nkv)
+        with hint_on_crash(
+            "could be the split, the head size, the head layout or the repeat: split F.linear(x, w_qkv, "
+            "b_qkv) into [n_head·hs, n_kv_head·hs, n_kv_head·hs] (not C each), with hs = C // n_head; make "
+            "heads with .view(B, T, heads, hs).transpose(1, 2); repeat BOTH k and v to n_head heads with "
+            "repeat_kv(·, n_head // n_kv_head)"
+        ):
+            got = call(gqa, x, w_qkv, b_qkv, w_o, b_o, nh, nkv)
         expected = reference_gqa(x, w_qkv, b_qkv, w_o, b_o, nh, nkv)
         hint = diagnose(
             got, _gqa_bug_candidates(x, w_qkv, b_qkv, w_o, b_o, nh, nkv),
@@ -258,11 +308,15 @@ POOL_HINTS = {
 
 @learner_check(3, "mean_pool_kv")
 def check_mean_pool_kv(mean_pool_kv: Callable[..., tuple[torch.Tensor, torch.Tensor | None]]) -> str:
-    nh, hs, C = 6, 3, 5
+    nh, hs = 6, 3
+    C = nh * hs  # a real c_attn: d_model = n_head · head_size, so hs = C // n_head holds too
     w = randn(3 * nh * hs, C, seed=50)  # (3·nh·hs, C) rows [q | k | v]
     b = randn(3 * nh * hs, seed=51)  # (3·nh·hs,)
+    w_before, b_before = w.clone(), b.clone()
     for nkv in (6, 3, 2, 1):
-        result = call(mean_pool_kv, w, b, nh, nkv)
+        with hint_on_crash("r = n_head // n_kv_head heads per group and hs = w_qkv.shape[0] // (3 · n_head) "
+                           "rows per head: the k rows view as (n_kv_head, r, hs, C)"):
+            result = call(mean_pool_kv, w, b, nh, nkv)
         expect(
             isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor),
             f"mean_pool_kv must return a tuple (w_new, b_new); got {fmt(result, 120)}",
@@ -270,9 +324,16 @@ def check_mean_pool_kv(mean_pool_kv: Callable[..., tuple[torch.Tensor, torch.Ten
         )
         w_new, b_new = result
         w_ref, b_ref = reference_mean_pool_kv(w, b, nh, nkv)
+        expect(torch.equal(w, w_before) and torch.equal(b, b_before),
+               "mean_pool_kv changed the weights it was given",
+               hint="build new tensors (torch.cat of q and the pooled k, v); never write into w_qkv or b_qkv")
+        q_rows = w[: nh * hs]
+        pooled_q = torch.cat([_pool(q_rows, nkv, hs), reference_mean_pool_kv(w, b, nh, nkv)[0][nh * hs:]])
         hint = diagnose(
             w_new,
-            [(reference_mean_pool_kv(w, b, nh, nkv, how)[0], POOL_HINTS[how]) for how in POOL_HINTS],
+            [(reference_mean_pool_kv(w, b, nh, nkv, how)[0], POOL_HINTS[how]) for how in POOL_HINTS]
+            + [(pooled_q, "you pooled the q rows too: keep all n_head query heads as they are; only the k "
+                          "and v rows are pooled, so the result has (nh + 2·nkv)·hs rows")],
             "keep the q rows; view the k rows (and the v rows) as (nkv, r, hs, C) and "
             "average over the r heads (dim 1)",
         )
@@ -288,7 +349,8 @@ def check_mean_pool_kv(mean_pool_kv: Callable[..., tuple[torch.Tensor, torch.Ten
                      hint="pool the bias exactly like the weight rows (q part kept, k "
                           "and v parts averaged per group)",
                      atol=1e-6, rtol=1e-6)
-    result = call(mean_pool_kv, w, None, nh, 2)
+    with hint_on_crash("b_qkv may be None (a model built with bias=False): return (w_new, None) then"):
+        result = call(mean_pool_kv, w, None, nh, 2)
     expect(
         isinstance(result, tuple) and len(result) == 2 and result[1] is None,
         "with b_qkv=None (a model built with bias=False) the returned bias must be None",
@@ -322,15 +384,24 @@ def check_convert_to_gqa(convert_to_gqa: Callable[[GPT, int], GPT]) -> str:
     idx = torch.randint(17, (2, 8), generator=gen(61))
     with torch.no_grad():
         logits_mha = model(idx)[0]
+    config_before = dataclasses.replace(config)  # a copy: the original's config must not change either
+    crash_hint = ("load_state_dict needs every tensor in the new model's shape: pool EVERY layer's c_attn "
+                  "weight AND bias with mean_pool_kv(w, b, config.n_head, n_kv_head), into a GPT built with "
+                  "dataclasses.replace(model.config, n_kv_head=n_kv_head)")
     for nkv in (2, 1, 4):
-        new = call(convert_to_gqa, model, nkv)
+        with hint_on_crash(crash_hint):
+            new = call(convert_to_gqa, model, nkv)
+        expect(model.config == config_before,
+               f"converting to n_kv_head={nkv} changed the original model's config to {model.config}",
+               hint="do not assign to model.config: dataclasses.replace(model.config, n_kv_head=n_kv_head) "
+                    "builds a new config and leaves the original's alone")
         expect(isinstance(new, GPT),
                f"convert_to_gqa must return a new shared.model.GPT, got {type(new).__name__}",
                hint="build GPT(dataclasses.replace(model.config, n_kv_head=n_kv_head)) and load the "
                     "converted weights")
         expect(new is not model, "convert_to_gqa returned the model it was given; build a new GPT",
                hint="GPT(dataclasses.replace(model.config, n_kv_head=n_kv_head))")
-        expect_equal(new.config, dataclasses.replace(config, n_kv_head=nkv),
+        expect_equal(new.config, dataclasses.replace(config_before, n_kv_head=nkv),
                      f"config of the converted model (n_kv_head={nkv})",
                      hint="only n_kv_head changes: dataclasses.replace(model.config, n_kv_head=n_kv_head)")
         for key, value in model.state_dict().items():
@@ -363,6 +434,16 @@ def check_convert_to_gqa(convert_to_gqa: Callable[[GPT, int], GPT]) -> str:
                f"the converted model (n_kv_head={nkv}) gives non-finite logits")
     expect(torch.equal(logits, logits_mha), "converting to n_kv_head = n_head must not change a single logit",
            hint="with one head per group the pooled weights are the original ones")
+    no_bias = _perturbed_gpt(dataclasses.replace(config, n_layer=1, bias=False), seed=62)
+    with hint_on_crash("a model built with bias=False has no c_attn.bias in its state_dict: take "
+                       "state.get(prefix + 'bias'), None there, and store a pooled bias only when there is "
+                       "one"):
+        new = call(convert_to_gqa, no_bias, 2)
+    w_ref, _ = reference_mean_pool_kv(no_bias.transformer.h[0].attn.c_attn.weight.detach(), None, 4, 2)
+    assert_close(new.state_dict()["transformer.h.0.attn.c_attn.weight"], w_ref,
+                 "bias=False model, n_kv_head=2: transformer.h.0.attn.c_attn.weight",
+                 hint="pool c_attn's weight with your mean_pool_kv also when the model has no biases",
+                 atol=1e-6, rtol=1e-6)
     return (
         "2-layer, 4-head GPT -> n_kv_head = 2, 1, 4: a new GPT with only n_kv_head changed, every c_attn "
         "pooled as the reference, every other tensor copied, the original untouched; the n_kv_head = 4 "
@@ -397,6 +478,25 @@ def _expect_value_error(fn: Callable[..., int], args: tuple, kwargs: dict, name:
     )
 
 
+def _kv_bytes_bugs(config: GPTConfig, T: int, B: int, dtype: str) -> list[tuple[str, int]]:
+    """(hint, the answer that bug gives) for the well-known mistakes in the KV-cache size."""
+    measured = reference_kv_cache_bytes(config, T, B, dtype)
+    n_bytes = BYTES_PER_ELEMENT[dtype]
+    return [
+        ("you forgot the factor 2: the cache holds keys AND values", measured // 2),
+        ("you used n_head; the cache stores only the KV heads: config.kv_heads (n_kv_head, or n_head when it "
+         "is None)", measured // config.kv_heads * config.n_head),
+        (f"that is the number of elements; multiply by the bytes per element ({dtype}: {n_bytes})",
+         measured // n_bytes),
+        ("the batch size is missing: every sequence in the batch has its own cache", measured // B),
+        ("n_layer is missing: every layer keeps its own K and V", measured // config.n_layer),
+        ("you used d_model per KV head: each KV head stores head_dim = d_model // n_head numbers per "
+         "token, so kv_heads · head_dim", measured * config.n_head),
+        (f"the dtype argument is ignored: {dtype} takes {n_bytes} bytes per element, "
+         "BYTES_PER_ELEMENT[dtype]", measured // n_bytes * 2),
+    ]
+
+
 @learner_check(5, "kv_cache_bytes")
 def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int]) -> str:
     cases = [
@@ -405,25 +505,21 @@ def check_kv_cache_bytes(kv_cache_bytes: Callable[..., int]) -> str:
         (GPTConfig(n_layer=1, n_head=6, n_kv_head=1, d_model=48), 9, 5, "fp16"),
         (GPTConfig(n_layer=2, n_head=4, n_kv_head=2, d_model=32), 12, 1, "int8"),
     ]
+    gots = []
     for config, T, B, dtype in cases:
-        got = call(kv_cache_bytes, config, T, B, dtype)
-        cache = KVCache(config.n_layer, B, config.kv_heads, T, config.head_dim, dtype=TORCH_DTYPES[dtype])
-        measured = cache.nbytes()
-        n_bytes = BYTES_PER_ELEMENT[dtype]
-        per_head = config.n_layer * config.head_dim * T * B * n_bytes
-        candidates = [
-            (measured // 2, "you forgot the factor 2: the cache holds keys AND values"),
-            (2 * per_head * config.n_head,
-             "you used n_head; the cache stores only the KV heads: config.kv_heads "
-             "(n_kv_head, or n_head when it is None)"),
-            (measured // n_bytes,
-             f"that is the number of elements; multiply by the bytes per element ({dtype}: "
-             f"{n_bytes})"),
-            (measured // B, "the batch size is missing: every sequence in the batch has its own cache"),
-            (measured // config.n_layer, "n_layer is missing: every layer keeps its own K and V"),
-        ]
-        hint = next((h for value, h in candidates if got == value and value != measured),
-                    "2 · n_layer · kv_heads · head_dim · seq_len · batch_size · BYTES_PER_ELEMENT[dtype]")
+        with hint_on_crash("config.n_kv_head is None for plain multi-head attention: use config.kv_heads "
+                           "(n_kv_head, or n_head when it is None)"):
+            gots.append(call(kv_cache_bytes, config, T, B, dtype))
+    # a bug is named when it explains the answers of EVERY case (one case alone often fits two bugs)
+    table = [_kv_bytes_bugs(*case) for case in cases]
+    explained = [i for i in range(len(table[0]))
+                 if all(got == bugs[i][1] for got, bugs in zip(gots, table, strict=True))]
+    for got, bugs, (config, T, B, dtype) in zip(gots, table, cases, strict=True):
+        measured = KVCache(config.n_layer, B, config.kv_heads, T, config.head_dim,
+                           dtype=TORCH_DTYPES[dtype]).nbytes()
+        here = [h for h, value in bugs if got == value and value != measured]
+        hint = (bugs[explained[0]][0] if explained else " OR ".join(here) if here else
+                "2 · n_layer · kv_heads · head_dim · seq_len · batch_size · BYTES_PER_ELEMENT[dtype]")
         what = (f"config (n_layer={config.n_layer}, n_head={config.n_head}, n_kv_head={config.n_kv_head}, "
                 f"head_dim={config.head_dim}), seq_len={T}, batch_size={B}, {dtype}: bytes of a real KVCache")
         expect_equal(got, measured, what, hint=hint)

@@ -23,7 +23,17 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
+from shared.checks import (
+    CheckFailed,
+    assert_close,
+    call,
+    expect,
+    expect_equal,
+    fmt,
+    hint_on_crash,
+    learner_check,
+    within,
+)
 from shared.checks.compare import expect_tensors, gen
 from shared.data import IGNORE_INDEX
 from shared.model import GPT, GPTConfig
@@ -124,9 +134,12 @@ def check_build_example(fn: Callable[[str, str, CharTokenizer], tuple[list[int],
         if text and (USER not in text or ASSISTANT not in text):
             raise CheckFailed(
                 f"{shown}: the USER or ASSISTANT token is missing\n   expected: {want_ids}\n   got:      "
-                f"{ids}\n"
-                "   hint: USER + prompt + ASSISTANT + response + END, five pieces in this order"
+                f"{ids}\n   hint: USER + prompt + ASSISTANT + response + END, five pieces in this order"
             )
+        if ids != want_ids and sorted(ids) == sorted(want_ids):
+            raise CheckFailed(f"{shown}: the right tokens in the wrong order\n   expected: {want_ids}\n   "
+                              "got:      "
+                              f"{ids}\n   hint: USER + prompt + ASSISTANT + response + END, in this order")
         expect_equal(ids, want_ids, f"{shown}: wrong token ids",
                      hint="tok.encode(USER + prompt + ASSISTANT + response + "
                           "END), no spaces or newlines added")
@@ -135,6 +148,20 @@ def check_build_example(fn: Callable[[str, str, CharTokenizer], tuple[list[int],
                 f"{shown}: response_start points at the ASSISTANT token, one too early\n"
                 f"   expected: {want_start}\n   got:      {start}\n"
                 "   hint: the response starts AFTER USER, the prompt and ASSISTANT: len(prompt) + 2"
+            )
+        if start == want_start + 1:
+            raise CheckFailed(
+                f"{shown}: response_start is one too late (it points past the first response token)\n"
+                f"   expected: {want_start}\n   got:      {start}\n"
+                "   hint: USER, the prompt and ASSISTANT come before it: len(prompt) + 2 (END is not counted)"
+            )
+        first = tok.encode((response or END)[0])[0]
+        if start != want_start and start == want_ids.index(first):
+            raise CheckFailed(
+                f"{shown}: response_start {start} is where the first response character first occurs, inside "
+                f"the prompt\n   expected: {want_start}\n   got:      {start}\n"
+                "   hint: searching ids for a response token can find it in the prompt; count instead: "
+                "response_start = len(prompt) + 2"
             )
         expect_equal(start, want_start, f"{shown}: wrong response_start (index of the first response token)",
                      hint="ids[start] must be the first response character (or END for an empty response)")
@@ -156,7 +183,13 @@ def _sft_examples() -> tuple[list[tuple[list[int], int]], int]:
 def check_sft_batch(fn: Callable[[list[tuple[list[int], int]], int],
                                  tuple[torch.Tensor, torch.Tensor]]) -> str:
     examples, pad_id = _sft_examples()
-    out = call(fn, [(list(ids), s) for ids, s in examples], pad_id)
+    given = [(list(ids), s) for ids, s in examples]
+    with hint_on_crash("T = max(len(ids)) - 1 over ALL the examples (the longest one is not the first here); "
+                       "x[b, :n] = ids[:-1] and y[b, start - 1 : n] = ids[start:] with n = len(ids) - 1"):
+        out = call(fn, given, pad_id)
+    expect([ids for ids, _ in given] == [ids for ids, _ in examples],
+           "sft_batch changed the examples' id lists in place (padded or cut them)",
+           hint="copy the ids into the new tensors x and y; never append to or cut the caller's lists")
     x, y = expect_tensors(out, 2, f"sft_batch must return a pair of tensors (x, y), got {fmt(out, 80)}",
                           "return x, y")
     want_x, want_y = reference_sft_batch(examples, pad_id)
@@ -214,6 +247,14 @@ def check_sft_batch(fn: Callable[[list[tuple[list[int], int]], int],
             "some prompt targets are not masked\n"
             f"   expected y: {want_y.tolist()}\n   got y:      {y.tolist()}\n"
             "   hint: set y[b, t] = -100 for every t < start - 1")
+    unshifted = want_y.clone()
+    for b, (ids, start) in enumerate(examples):
+        unshifted[b, start - 1 : len(ids) - 1] = torch.tensor(ids[start - 1 : -1])
+    if torch.equal(y, unshifted):
+        raise CheckFailed("y holds the INPUT token at each counted position, not the next one\n"
+                          f"   expected y[0]: {want_y[0].tolist()}\n   got y[0]:      {y[0].tolist()}\n"
+                          "   hint: the targets are shifted by one: y[b, t] = ids[t + 1] (position t "
+                          "predicts the next token)")
     expect_equal(y, want_y, "y (targets) differ",
                  hint="y[b, t] = ids[t + 1] for start - 1 <= t < len(ids) - 1")
     n = int(want_counted.sum())
@@ -239,20 +280,64 @@ def _tiny_sft_setup() -> tuple[GPT, Callable[[int], tuple[torch.Tensor, torch.Te
     return model, lambda step: batches[step]
 
 
+def _sft_variant(model: torch.nn.Module, get_batch: Callable[[int], tuple[torch.Tensor, torch.Tensor]],
+                 bug: str) -> list[float]:
+    """The losses of :func:`reference_sft_train` (6 steps, lr 1e-2, weight_decay 0.5) with one known bug."""
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def new_opt() -> torch.optim.Optimizer:
+        if bug == "adam_l2":
+            return torch.optim.Adam(params, lr=1e-2, weight_decay=0.5)
+        return torch.optim.AdamW(params, lr=1e-3 if bug == "fixed_lr" else 1e-2,
+                                 weight_decay=0.01 if bug == "default_wd" else 0.0 if bug == "no_wd" else 0.5)
+
+    opt = new_opt()
+    losses = []
+    for step in range(6):
+        x, y = get_batch(step)
+        _, loss = model(x, y)
+        if bug == "opt_per_step":
+            opt = new_opt()
+        if bug != "no_zero_grad":
+            opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(model(x, y)[1].item() if bug == "after_step" else loss.item())
+    return losses
+
+
+# What each bug of _sft_variant means, for the hint
+_SFT_BUGS = {
+    "no_zero_grad": "gradients pile up across steps: call opt.zero_grad() every step before loss.backward()",
+    "default_wd": "weight_decay is ignored (AdamW's default 0.01 was used): pass weight_decay=weight_decay",
+    "no_wd": "weight_decay is ignored (0 was used): pass weight_decay=weight_decay to AdamW",
+    "adam_l2": "Adam's weight_decay is an L2 term in the gradient, not AdamW's decoupled decay: use "
+               "torch.optim.AdamW",
+    "fixed_lr": "the learning rate is hard-coded (1e-3): pass lr=lr",
+    "opt_per_step": "the optimiser is created every step, so its moment estimates restart: create it once, "
+                    "before the loop",
+    "after_step": "the losses were measured after the update; record loss.item() of the forward pass before "
+                  "opt.step()",
+}
+
+
 @learner_check(3, "sft_train")
 def check_sft_train(fn: Callable[..., list[float]]) -> str:
     model, get_batch = _tiny_sft_setup()
     ref_model = copy.deepcopy(model)
     initial = copy.deepcopy(model)
     frozen = model.transformer.wpe.weight.detach().clone()
-    want = reference_sft_train(ref_model, get_batch, 6, 1e-2, weight_decay=0.1)
+    want = reference_sft_train(ref_model, get_batch, 6, 1e-2, weight_decay=0.5)
     calls: list[int] = []
+    modes: list[bool] = []
+    model.eval()  # sft_train must switch to training mode itself
 
     def counting(step: int) -> tuple[torch.Tensor, torch.Tensor]:
         calls.append(step)
+        modes.append(model.training)
         return get_batch(step)
 
-    got = call(fn, model, counting, 6, 1e-2, weight_decay=0.1)
+    got = call(fn, model, counting, 6, 1e-2, weight_decay=0.5)
     expect(isinstance(got, (list, tuple)) and len(got) == 6,
            f"sft_train must return a list of 6 losses (one per step), got {fmt(got, 80)}",
            hint="append loss.item() every step and return the list")
@@ -264,22 +349,37 @@ def check_sft_train(fn: Callable[..., list[float]]) -> str:
            "a frozen parameter (requires_grad=False) changed",
            hint="give AdamW only [p for p in model.parameters() if "
                 "p.requires_grad] and use weight_decay as given")
+    expect(all(modes), "the model was in eval mode during training",
+           hint="call model.train() before the loop (dropout and other train-time layers)")
+    expect(not model.training, "the model is still in training mode after sft_train",
+           hint="call model.eval() after the loop, as the docstring says")
     got_t, want_t = torch.tensor(got), torch.tensor(want)
-    if abs(got[0] - want[0]) < 1e-5 and not torch.allclose(got_t, want_t, atol=1e-4):
-        moved = any(not torch.equal(p, q) for p, q in zip(model.parameters(), initial.parameters(),
-                                                          strict=True))
-        hint = ("gradients pile up across steps: call opt.zero_grad() every step before loss.backward()"
-                if moved else "the weights never moved: call opt.step() after loss.backward()")
-        raise CheckFailed(f"the first loss matches but later ones do not\n   expected: {want}\n   got:      "
-                          f"{got}\n"
-                          f"   hint: {hint}")
-    assert_close(got_t, want_t, "the per-step losses differ from a reference AdamW loop", atol=1e-4,
-                 rtol=1e-4,
-                 hint="loss = model(x, y)[1]; zero_grad, backward, step; AdamW(trainable, lr=lr, "
-                      "weight_decay=weight_decay); record loss.item() before the update")
-    for (name, p), q in zip(model.named_parameters(), ref_model.parameters(), strict=True):
-        assert_close(p.detach(), q.detach(), f"parameter {name} after 6 steps", atol=1e-4, rtol=1e-4,
-                     hint="the same AdamW update as the reference: default betas and eps")
+    same_losses = torch.allclose(got_t, want_t, atol=1e-4, rtol=1e-4)
+    params_off = [name for (name, p), q in zip(model.named_parameters(), ref_model.parameters(), strict=True)
+                  if not torch.allclose(p.detach(), q.detach(), atol=1e-4, rtol=1e-4)]
+    if not same_losses or params_off:
+        got_params = [p.detach() for p in model.parameters()]
+        hint = ("compare with the reference loop: loss = model(x, y)[1]; opt.zero_grad(); loss.backward(); "
+                "opt.step(); AdamW(trainable, lr=lr, weight_decay=weight_decay) created once; record "
+                "loss.item() before the update (the result matches no single usual bug, so it cannot tell "
+                "which)")
+        if not any(not torch.equal(p, q) for p, q in zip(got_params, initial.parameters(), strict=True)):
+            hint = "the weights never moved: call opt.step() after loss.backward()"
+        else:
+            for bug, text in _SFT_BUGS.items():
+                variant = copy.deepcopy(initial)
+                losses = torch.tensor(_sft_variant(variant, get_batch, bug))
+                if torch.allclose(got_t, losses, atol=1e-4, rtol=1e-4) and all(
+                        torch.allclose(p, q.detach(), atol=1e-4, rtol=1e-4)
+                        for p, q in zip(got_params, variant.parameters(), strict=True)):
+                    hint = text
+                    break
+        if not same_losses:
+            first = ("the first loss matches but later ones do not" if abs(got[0] - want[0]) < 1e-5 else
+                     "the per-step losses differ from a reference AdamW loop")
+            raise CheckFailed(f"{first}\n   expected: {want}\n   got:      {got}\n   hint: {hint}")
+        raise CheckFailed(f"the losses match the reference AdamW loop, but after 6 steps the parameters "
+                          f"{params_off} differ (by more than 1e-4)\n   hint: {hint}")
     return ("6 AdamW steps on a tiny GPT give the reference's losses "
             "and weights (within 1e-4); the frozen parameter did not move")
 
@@ -330,6 +430,11 @@ def check_init_lora(fn: Callable[..., tuple[torch.Tensor, torch.Tensor, float]])
     A2, _, _ = call(fn, in_f, out_f, r, alpha, generator=gen(0))
     expect(torch.equal(A, A2), "two calls with equal generators gave different A",
            hint="draw A with generator=generator")
+    scale6 = call(fn, in_f, out_f, 6, alpha, generator=gen(0))[2]
+    expect(not isinstance(scale6, torch.Tensor) and math.isclose(float(scale6), alpha / 6),
+           f"init_lora(r=6, alpha=16) gave scale {fmt(scale6)}, expected alpha / r = {alpha / 6:.6g}",
+           hint="alpha / r with true division (/), not integer division (//)"
+           if isinstance(scale6, (int, float)) and scale6 == alpha // 6 else "scale = alpha / r for any r")
     return (f"A {tuple(A.shape)} ~ U(±{bound:.4f}) (std within 10 % of b/√3), B {tuple(B.shape)} all zero, "
             f"scale = alpha / r = {scale}")
 
@@ -355,10 +460,26 @@ def check_lora_forward(fn: Callable[..., torch.Tensor]) -> str:
     worst = 0.0
     for bias in (True, False):
         t = _lora_tensors(bias)
+        w0 = t["weight"].clone()
         merged_w = t["weight"] + t["scale"] * t["B"] @ t["A"]  # (out, in): the explicit adapted weight
         want = F.linear(t["x"], merged_w, t["bias"])  # (B, T, out)
-        got = call(fn, t["x"], t["weight"], t["bias"], t["A"], t["B"], t["scale"])
+        with hint_on_crash("x (..., in) @ A.T (in, r) gives (..., r), then @ B.T (r, out) gives (..., out): "
+                           "x @ A.T first, then B.T"):
+            got = call(fn, t["x"], t["weight"], t["bias"], t["A"], t["B"], t["scale"])
+        expect(torch.equal(t["weight"], w0), "lora_forward changed the frozen weight in place",
+               hint="never write into weight (no +=, add_): F.linear(x, weight, bias) + scale * (x @ A.T) @ "
+                    "B.T")
         if isinstance(got, torch.Tensor) and got.shape == want.shape:
+            expect(got.dtype == want.dtype, f"lora_forward returned {got.dtype} for {want.dtype} inputs",
+                   hint="keep the layer's dtype: no .double() or numpy round trip")
+            for wrong, text in (
+                    (t["scale"] * (F.linear(t["x"], t["weight"] + t["B"] @ t["A"], t["bias"])),
+                     "scale multiplies only the low-rank path, not the frozen layer"),
+                    (F.linear(t["x"], t["weight"] + t["B"] @ t["A"] / t["scale"], t["bias"]),
+                     "multiply the low-rank path by scale (= alpha / r); do not divide")):
+                if torch.allclose(got, wrong, atol=1e-5):
+                    raise CheckFailed(f"lora_forward (bias={bias}): {text}\n   hint: y = F.linear(x, W, b) + "
+                                      "scale * (x @ A.T) @ B.T")
             no_scale = F.linear(t["x"], t["weight"] + t["B"] @ t["A"], t["bias"])
             if torch.allclose(got, no_scale, atol=1e-5):
                 raise CheckFailed("the output matches W + B @ A without the scale\n"
@@ -369,6 +490,13 @@ def check_lora_forward(fn: Callable[..., torch.Tensor]) -> str:
         worst = max(worst, assert_close(got, want,
                                         f"lora_forward (bias={bias}) vs F.linear(x, W + scale·B@A, b)",
                                         hint="y = x @ W.T + b + scale * (x @ A.T) @ B.T"))
+    flat = t["x"].reshape(-1, t["x"].shape[-1])  # (N, in): a 2-D input, as from a flattened batch
+    with hint_on_crash("x may have any number of leading dimensions (..., in): use x @ A.T, F.linear or an "
+                       "einsum with '...'"):
+        got2 = call(fn, flat, t["weight"], t["bias"], t["A"], t["B"], t["scale"])
+    worst = max(worst, assert_close(got2, F.linear(flat, merged_w, t["bias"]), "lora_forward on a 2-D x (N, "
+                                                                               "in)",
+                                    hint="x may have any number of leading dimensions (..., in)"))
     t = _lora_tensors(True)
     zero_b = torch.zeros_like(t["B"])
     got0 = call(fn, t["x"], t["weight"], t["bias"], t["A"], zero_b, t["scale"])
@@ -390,14 +518,25 @@ def check_merge_lora(fn: Callable[..., torch.Tensor]) -> str:
     t = _lora_tensors(True, seed=2)
     w0 = t["weight"].clone()
     want = t["weight"] + t["scale"] * t["B"] @ t["A"]  # (out, in)
-    got = call(fn, t["weight"], t["A"], t["B"], t["scale"])
+    with hint_on_crash("B @ A is (out_features, r) @ (r, in_features) = (out_features, in_features), the "
+                       "shape of the weight"):
+        got = call(fn, t["weight"], t["A"], t["B"], t["scale"])
     expect(torch.equal(t["weight"], w0), "merge_lora changed the frozen weight in place",
            hint="return a new tensor: weight + scale * (B @ A)")
     if isinstance(got, torch.Tensor) and got.shape == want.shape:
+        expect(got.dtype == t["weight"].dtype, f"the merged weight has dtype {got.dtype}, the layer's is "
+               f"{t['weight'].dtype}", hint="keep the weight's dtype (no .double()): the merged weight "
+                                            "replaces it")
         if torch.allclose(got, t["weight"] + t["B"] @ t["A"], atol=1e-5):
             raise CheckFailed("the merged weight is W + B @ A: the scale is missing\n"
                               "   hint: W' = W + scale * (B @ A); without the scale the merged model is a "
                               "different model from base + adapter")
+        for wrong, text in ((t["weight"] + t["B"] @ t["A"] / t["scale"], "multiply B @ A by scale; do not "
+                                                                         "divide"),
+                            (t["scale"] * (t["weight"] + t["B"] @ t["A"]),
+                             "scale multiplies only the adapter B @ A, not the frozen weight")):
+            if torch.allclose(got, wrong, atol=1e-5):
+                raise CheckFailed(f"the merged weight is wrong: {text}\n   hint: W' = W + scale * (B @ A)")
     err = assert_close(got, want, "merged weight vs W + scale · B @ A",
                        hint="W' = W + scale * (B @ A), shape (out_features, in_features)")
     y = F.linear(t["x"], got, t["bias"])  # (B, T, out)

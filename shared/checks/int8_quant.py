@@ -146,16 +146,37 @@ def _absmax_bugs(x: torch.Tensor, dim: int | None, bits: int) -> list[tuple[torc
 def check_absmax_quantize(absmax_quantize: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     x = randn(6, 10, seed=1) * torch.linspace(0.1, 3.0, 10)  # columns of different sizes
     x[2, 3] = -9.0  # the largest magnitude is negative: max and max-abs differ
+    x_before = x.clone()
     for name, dim, bits in CASES_1:
-        q, scale = _as_tuple(call(absmax_quantize, x, dim=dim, bits=bits), 2, "absmax_quantize", "(q, scale)")
+        with hint_on_crash("the scale must broadcast against x: amax(dim=dim, keepdim=True) keeps size 1 at "
+                           "`dim`"):
+            result = call(absmax_quantize, x, dim=dim, bits=bits)
+        expect(torch.equal(x, x_before), "absmax_quantize changed its input x in place",
+               hint="never modify x (x /= scale, x.div_(...)): compute q from x / scale, a new tensor")
+        q, scale = _as_tuple(result, 2, "absmax_quantize", "(q, scale)")
         ref_q, ref_s = reference_absmax(x, dim, bits)
         expect_equal(q.dtype, torch.int8, f"{name}: q must be an int8 tensor",
                      hint="finish with .to(torch.int8)")
-        assert_close(scale, ref_s, f"{name}: scale = max|x| / {2 ** (bits - 1) - 1}", atol=1e-7, rtol=1e-6,
-                     hint=("keepdim=True so that the scale has size 1 at `dim`" if dim is not None
-                           else "one scale for the whole tensor: x.abs().amax()")
-                     if scale.shape != ref_s.shape else
-                     "scale = max(|x|) / q_max with q_max = 2**(bits-1) - 1 (127 for int8, 7 for int4)")
+        q_max = 2 ** (bits - 1) - 1
+        amax = x.abs().amax() if dim is None else x.abs().amax(dim=dim, keepdim=True)
+        if scale.shape != ref_s.shape:
+            other = None if dim is None else 1 - dim
+            scale_hint = ("one scale for the whole tensor: x.abs().amax()" if dim is None else
+                          f"you took the max over dim {other}: dim={dim} means one scale per slice along dim "
+                          f"{other}, the max over dim {dim} with keepdim=True (size 1 at `dim`)"
+                          if scale.shape == x.abs().amax(dim=other, keepdim=True).shape else
+                          "keepdim=True so that the scale has size 1 at `dim`")
+        else:
+            signed_max = x.amax() if dim is None else x.amax(dim=dim, keepdim=True)
+            scale_hint = diagnose(scale, [
+                (signed_max / q_max, "the scale uses max(x), not max(|x|): a large negative value is then "
+                                     "clipped; use x.abs().amax(...)"),
+                (amax / 127, f"the bits argument is ignored: q_max = 2**(bits-1) - 1 = {q_max} for {bits} "
+                             "bits"),
+                (amax / (q_max + 1), f"q_max = 2**(bits-1) - 1 = {q_max}, not {q_max + 1}: the symmetric "
+                                     f"grid is -{q_max} .. {q_max}"),
+            ], "scale = max(|x|) / q_max with q_max = 2**(bits-1) - 1 (127 for int8, 7 for int4)")
+        assert_close(scale, ref_s, f"{name}: scale = max|x| / {q_max}", atol=1e-7, rtol=1e-6, hint=scale_hint)
         # quantised integers are exact: a bug is named only by the very same integers (atol = rtol = 0)
         hint = diagnose(q, _absmax_bugs(x, dim, bits), "q = clamp(round(x / scale), -q_max, q_max)", atol=0,
                         rtol=0)
@@ -181,25 +202,46 @@ def check_zeropoint_quantize(zeropoint_quantize: Callable[..., tuple]) -> str:
     x = randn(5, 12, seed=2) * 2 + 1.0
     relu = torch.relu(randn(4, 16, seed=3)) * 3  # one-sided data: min is 0
     x_neg = -torch.rand(3, 8, generator=gen(4)) - 0.5  # all negative: 0 must be added to the range
-    cases = [("per tensor", x, None), ("per row (dim=1)", x, 1), ("per column (dim=0)", x, 0),
-             ("ReLU output, per tensor", relu, None), ("all-negative rows", x_neg, 1)]
-    for name, data, dim in cases:
-        q, scale, zp = _as_tuple(call(zeropoint_quantize, data, dim=dim), 3, "zeropoint_quantize",
-                                 "(q, scale, zero_point)")
-        ref_q, ref_s, ref_zp = reference_zeropoint(data, dim)
+    cases = [("per tensor", x, None, 8), ("per row (dim=1)", x, 1, 8), ("per column (dim=0)", x, 0, 8),
+             ("ReLU output, per tensor", relu, None, 8), ("all-negative rows", x_neg, 1, 8),
+             ("per row, int4 (bits=4)", x, 1, 4), ("all zeros, per row", torch.zeros(3, 4), 1, 8)]
+    for name, data, dim, bits in cases:
+        with hint_on_crash("scale and zero_point must broadcast against x: amin/amax(dim=dim, keepdim=True)"):
+            result = call(zeropoint_quantize, data, dim=dim, bits=bits)
+        q, scale, zp = _as_tuple(result, 3, "zeropoint_quantize", "(q, scale, zero_point)")
+        ref_q, ref_s, ref_zp = reference_zeropoint(data, dim, bits)
         expect_equal(q.dtype, torch.int8, f"{name}: q must be int8", hint="finish with .to(torch.int8)")
-        assert_close(scale, ref_s, f"{name}: scale = (max - min) / 255 with the range widened to include 0",
-                     atol=1e-7, rtol=1e-5,
-                     hint="lo = min(x.amin(), 0), hi = max(x.amax(), 0); scale = (hi - lo) / (q_max - q_min)")
+        expect(bool(torch.isfinite(scale).all() and (scale > 0).all()),
+               f"{name}: the scale is {fmt(scale, 80)}; it must be finite and > 0",
+               hint="an all-zero slice has hi - lo = 0: clamp it away from zero, (hi - lo).clamp(min=1e-12)")
+        lo = (data.amin() if dim is None else data.amin(dim=dim, keepdim=True)).clamp(max=0)
+        hi = (data.amax() if dim is None else data.amax(dim=dim, keepdim=True)).clamp(min=0)
+        steps = 2 ** bits - 1
+        if scale.shape != ref_s.shape:
+            scale_hint = ("the dim argument is ignored: dim=1 means one scale (and zero-point) per row, "
+                          "amin/amax over dim with keepdim=True" if scale.numel() == 1 else
+                          "keepdim=True so that scale and zero_point have size 1 at `dim`")
+        else:
+            scale_hint = diagnose(scale, [
+                ((hi - lo) / 255, "the bits argument is ignored: q_min, q_max = -2**(bits-1), "
+                                  "2**(bits-1) - 1"),
+                ((hi - lo) / (steps + 1), f"divide by q_max - q_min = {steps} (the steps between the "
+                                          f"{steps + 1} levels), not {steps + 1}"),
+            ], "lo = min(x.amin(), 0), hi = max(x.amax(), 0); scale = (hi - lo) / (q_max - q_min)")
+        assert_close(scale, ref_s, f"{name}: scale = (max - min) / {steps} with the range widened to "
+                     "include 0", atol=1e-7, rtol=1e-5, hint=scale_hint)
         zp_f = zp.to(torch.float64)
         expect(bool((zp_f == torch.round(zp_f)).all()),
                f"{name}: zero_point is not an integer: {fmt(zp, 120)}",
                hint="round the zero-point: zero_point = q_min - torch.round(lo / scale)")
-        expect(bool(((zp_f >= -128) & (zp_f <= 127)).all()),
-               f"{name}: zero_point outside [-128, 127]: {fmt(zp, 120)}",
+        q_lo, q_hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+        expect(bool(((zp_f >= q_lo) & (zp_f <= q_hi)).all()),
+               f"{name}: zero_point outside [{q_lo}, {q_hi}]: {fmt(zp, 120)}",
                hint="include 0 in the range (lo <= 0 <= hi) and clamp the zero-point to [q_min, q_max]")
         expect_equal(zp.to(torch.int32), ref_zp, f"{name}: zero_point",
                      hint="zero_point = q_min - round(lo / scale)")
+        expect_equal(zp.dtype, torch.int32, f"{name}: zero_point dtype",
+                     hint="return the zero-point as an integer tensor: zero_point.to(torch.int32)")
         expect_equal(q, ref_q, f"{name}: q (compared with torch.quantize_per_tensor/channel)",
                      hint="q = clamp(round(x / scale) + zero_point, q_min, q_max)")
         x_hat = (q.float() - zp.float()) * scale
@@ -235,7 +277,8 @@ def check_int8_matmul(int8_matmul: Callable[[torch.Tensor, torch.Tensor], torch.
         if K == 2:
             a.fill_(127)
             b.fill_(127)
-        got = call(int8_matmul, a, b)
+        with hint_on_crash("a is (M, K) and b is (K, N): the product is a @ b, no transpose"):
+            got = call(int8_matmul, a, b)
         expect(isinstance(got, torch.Tensor), f"int8_matmul must return a tensor, got {type(got).__name__}")
         exact = a.long() @ b.long()  # (M, N) int64: no overflow possible
         if M >= 17:
@@ -247,8 +290,15 @@ def check_int8_matmul(int8_matmul: Callable[[torch.Tensor, torch.Tensor], torch.
                 hint = "the sum wrapped around in int8: accumulating in int8 overflows; widen to int32 first"
             elif torch.equal(got.long(), _wrap(exact, 16)) and not torch.equal(exact, _wrap(exact, 16)):
                 hint = "the sum wrapped around in int16 (32 767 max): accumulate in int32"
+        if got.shape == exact.shape and not torch.equal(got.long(), exact):
+            rel = float((got.double() - exact.double()).abs().max() / exact.double().abs().max().clamp(min=1))
+            if rel < 1e-2:
+                hint = ("close but not exact: a float matmul (float16 or bfloat16) rounds these sums; the "
+                        "exact product needs integers: a.to(torch.int32) @ b.to(torch.int32)")
         expect_equal(got.dtype, torch.int32, f"({M}x{K}) @ ({K}x{N}): result dtype",
-                     hint="return an int32 tensor")
+                     hint="return an int32 tensor" + (" (int32 is the accumulator width of int8 hardware, "
+                                                      "and half the memory of int64)"
+                                                      if got.dtype == torch.int64 else ""))
         expect_equal(got.long(), exact, f"({M}x{K}) @ ({K}x{N}): product of full-range int8 matrices",
                      hint=hint)
         # float product of the dequantized operands (scale 1): exact in float64
@@ -275,7 +325,11 @@ def _outlier_data(seed: int, T: int = 24, K: int = 64, N: int = 16) -> tuple[tor
 def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
     x, w = _outlier_data(6)
     y = x @ w  # (T, N) fp32
-    got = call(llm_int8_matmul, x, w, threshold=6.0)
+    crash = ("could be the outlier mask or the scales: outlier = (x.abs() >= threshold).any(dim=0), one flag "
+             "per feature COLUMN (K,), all False when threshold is None; absmax_quantize(x_reg, dim=1) gives "
+             "(T, 1) scales and absmax_quantize(w_reg, dim=0) gives (1, N)")
+    with hint_on_crash(crash):
+        got = call(llm_int8_matmul, x, w, threshold=6.0)
     expect(isinstance(got, torch.Tensor), f"llm_int8_matmul must return a tensor, got {type(got).__name__}")
     ref = reference_llm_int8_matmul(x, w, 6.0)
     K = x.shape[1]
@@ -283,6 +337,7 @@ def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
     xr, wr = x[:, ~outlier], w[~outlier]
     (xq_t, sx_t), (wq_t, sw_t) = reference_absmax(xr), reference_absmax(wr)
     per_tensor = (xq_t.long() @ wq_t.long()).float() * (sx_t * sw_t) + x[:, outlier] @ w[outlier]
+    (xq_r, sx_r), (wq_r, _) = reference_absmax(xr, dim=1), reference_absmax(wr, dim=0)
     candidates = [
         (reference_llm_int8_matmul(x, w, None),
          "no column was kept in fp32: outlier = (x.abs() >= "
@@ -293,6 +348,11 @@ def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
         (per_tensor,
          "vector-wise scales: one per ROW of x (dim=1, per token) and one per COLUMN of w (dim=0, per "
          "output), combined as an outer product (T, 1) * (1, N); not one scale per tensor"),
+        (reference_llm_int8_matmul(x, w, None) + x[:, outlier] @ w[outlier],
+         "the outlier columns were counted twice: quantize only the regular part, x[:, ~outlier] and "
+         "w[~outlier], and add the outlier part x[:, outlier] @ w[outlier] once"),
+        ((xq_r.long() @ wq_r.long()).float() * sx_r + x[:, outlier] @ w[outlier],
+         "multiply the int32 product by BOTH scales, s_x (T, 1) * s_w (1, N)"),
     ]
     hint = "outlier columns: x[:, outlier] @ w[outlier] in fp32; the rest per-row (x) / per-column (w) int8"
     for cand, h in candidates:
@@ -307,8 +367,17 @@ def check_llm_int8_matmul(llm_int8_matmul: Callable[..., torch.Tensor]) -> str:
     expect(rel < rel_plain,
            f"relative error vs fp32 x @ w is {rel:.4f}, no better than plain vector-wise int8's "
            f"{rel_plain:.4f}", hint=hint)
+    with hint_on_crash(crash):
+        got3 = call(llm_int8_matmul, x, w, threshold=2.5)
+    assert_close(got3, reference_llm_int8_matmul(x, w, 2.5), "threshold=2.5 (more outlier columns)",
+                 hint=diagnose(got3, [(ref, "the threshold argument is ignored: outlier = (x.abs() >= "
+                                            "threshold).any(dim=0) with the threshold passed in")],
+                               "outlier = (x.abs() >= threshold).any(dim=0) with the threshold passed in"),
+                 atol=1e-4, rtol=1e-4)
     x2, w2 = randn(10, 32, seed=8), randn(32, 12, seed=9) / 6  # no outliers: threshold=None path
-    assert_close(call(llm_int8_matmul, x2, w2, threshold=None), reference_llm_int8_matmul(x2, w2, None),
+    with hint_on_crash(crash):
+        got_none = call(llm_int8_matmul, x2, w2, threshold=None)
+    assert_close(got_none, reference_llm_int8_matmul(x2, w2, None),
                  "threshold=None (plain vector-wise int8)", hint="threshold=None: no column is an outlier",
                  atol=1e-4, rtol=1e-4)
     return (
@@ -332,10 +401,13 @@ def check_quant_linear(quant_linear: Callable[..., torch.Tensor]) -> str:
                 lin.bias.copy_(torch.randn(d_out, generator=torch_gen))
         wq, ws = reference_absmax(lin.weight.detach(), dim=1)  # (out, in) int8, (out, 1)
         x = torch.randn(3, 5, d_in, generator=torch_gen)
-        got = call(quant_linear, x, wq, ws, lin.bias.detach() if bias else None)
+        with hint_on_crash("x may have any number of leading dims (..., in) and bias may be None: "
+                           "F.linear(x, weight_q.float() * weight_scale, bias) handles both"):
+            got = call(quant_linear, x, wq, ws, lin.bias.detach() if bias else None)
         expect(isinstance(got, torch.Tensor), f"quant_linear must return a tensor, got {type(got).__name__}")
         want = torch.nn.functional.linear(x, wq.float() * ws, None if not bias else lin.bias.detach())
-        bugs = []
+        bugs = [(torch.nn.functional.linear(x, wq.float() / ws, None if not bias else lin.bias.detach()),
+                 "dequantize by multiplying: w = weight_q · weight_scale (the scale is max|w| / q_max)")]
         if bias:
             bugs.append((want - lin.bias.detach(),
                          "the bias is missing: add it after the matmul (F.linear(x, w, bias))"))
@@ -343,6 +415,9 @@ def check_quant_linear(quant_linear: Callable[..., torch.Tensor]) -> str:
             bugs.append((torch.nn.functional.linear(x, wq.float() * ws.T, lin.bias.detach()),
                          "the scales were applied along the wrong axis: weight_scale "
                          "(out, 1) scales ROWS of weight_q"))
+            bugs.append((x @ (wq.float() * ws) + lin.bias.detach(),
+                         "F.linear(x, w) computes x @ w.T: the weight is (out, in), so transpose it (or use "
+                         "F.linear)"))
         hint = diagnose(got, bugs,
                         "y = x @ (weight_q.float() * weight_scale).T + bias; "
                         "weight_scale has one entry per output ROW")
@@ -372,9 +447,15 @@ def check_fake_quant(fake_quant: Callable[..., torch.Tensor]) -> str:
         y = call(fake_quant, x, s, bits=bits)
         expect(isinstance(y, torch.Tensor), f"fake_quant must return a tensor, got {type(y).__name__}")
         want = torch.round(base / s).clamp(-q_max, q_max) * s
-        hint = "forward: scale * clamp(round(x / scale), -q_max, q_max)"
-        if y.shape == want.shape and torch.allclose(y.detach(), torch.round(base / s) * s):
-            hint = "values outside the range were not clipped to ±q_max·scale"
+        hint = diagnose(y, [
+            (torch.round(base / s).clamp(-127, 127) * s,
+             f"the bits argument is ignored: q_max = 2**(bits-1) - 1 = {q_max} for {bits} bits"),
+            (torch.round(base / s) * s, "values outside the range were not clipped to ±q_max·scale"),
+            (torch.round(base / s).clamp(-q_max - 1, q_max + 1) * s,
+             f"q_max = 2**(bits-1) - 1 = {q_max}, not {q_max + 1}: clip to ±{q_max}·scale"),
+            (torch.trunc(torch.clamp(base, -q_max * s, q_max * s) / s) * s,
+             "truncation toward zero (.to(int) or .int()): round to the nearest level with torch.round"),
+        ], "forward: scale * clamp(round(x / scale), -q_max, q_max)")
         assert_close(y, want, f"forward values (bits={bits}, scale={float(s)})", hint=hint, atol=1e-6,
                      rtol=1e-6)
         expect(y.requires_grad, f"bits={bits}: the output has no gradient (did you .detach() everything?)",

@@ -70,12 +70,13 @@ def reference_cached_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
     return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed)  # (B, nh, t, hs)
 
 
-def _tiny_gpt(pos_encoding: str, n_kv_head: int | None = None, seed: int = 0, block_size: int = 32):
+def _tiny_gpt(pos_encoding: str, n_kv_head: int | None = None, seed: int = 0, block_size: int = 32,
+              rope_base: float = 10000.0):
     from shared.model import GPT, GPTConfig
 
     torch.manual_seed(seed)
     config = GPTConfig(vocab_size=17, block_size=block_size, n_layer=2, n_head=4, n_kv_head=n_kv_head,
-                       d_model=32, pos_encoding=pos_encoding)
+                       d_model=32, pos_encoding=pos_encoding, rope_base=rope_base)
     model = GPT(config).eval()
     with torch.no_grad():  # a larger init than GPT-2's, so a wrong answer moves the logits visibly
         for p in model.parameters():
@@ -124,8 +125,10 @@ def check_new_kv_cache(new_kv_cache: Callable[..., dict[str, Any]]) -> str:
              "[torch.zeros(shape) for _ in range(n_layer)]",
     )
     half = call(new_kv_cache, 1, 1, 1, 4, 2, dtype=torch.bfloat16)
-    expect_equal(half["k"][0].dtype, torch.bfloat16, "dtype of a cache made with dtype=torch.bfloat16",
-                 hint="pass dtype=dtype to torch.zeros")
+    for name in ("k", "v"):
+        expect_equal(half[name][0].dtype, torch.bfloat16,
+                     f"dtype of cache[{name!r}][0] in a cache made with dtype=torch.bfloat16",
+                     hint="pass dtype=dtype to torch.zeros, for the keys and for the values")
     nbytes = sum(t.numel() * t.element_size() for t in cache["k"] + cache["v"])
     formula = 2 * n_layer * B * nkv * max_len * hs * 4
     expect_equal(nbytes, formula, "bytes held by the cache vs 2·layers·B·kv_heads·max_len·head_dim·4")
@@ -152,7 +155,10 @@ def check_kv_cache_update(kv_cache_update: Callable[..., tuple[torch.Tensor, tor
             seed += 2
             ref_k[layer] = k_new if ref_k[layer] is None else torch.cat([ref_k[layer], k_new], dim=2)
             ref_v[layer] = v_new if ref_v[layer] is None else torch.cat([ref_v[layer], v_new], dim=2)
-            result = call(kv_cache_update, cache, layer, k_new, v_new, pos)
+            with hint_on_crash("if this is a shape mismatch: the t = k_new.size(2) new rows go into "
+                               "positions pos .. pos + t - 1 of dim 2, buf[:, :, pos:pos + t] = k_new (dims: "
+                               "batch, kv head, position, head_dim)"):
+                result = call(kv_cache_update, cache, layer, k_new, v_new, pos)
             expect(
                 isinstance(result, tuple) and len(result) == 2
                 and all(isinstance(r, torch.Tensor) for r in result),
@@ -180,6 +186,9 @@ def check_kv_cache_update(kv_cache_update: Callable[..., tuple[torch.Tensor, tor
             if pos + t < max_len and torch.equal(buf[:, :, pos + 1:pos + t + 1], k_new):
                 hint = ("you wrote one position too far (off by one): the first new row belongs at index "
                         "pos, the current length, not pos + 1")
+            elif pos > 0 and torch.equal(buf[:, :, :t], k_new):
+                hint = ("you wrote the new rows at position 0: they go at positions pos .. pos + t - 1, "
+                        "after the rows already cached (buf[:, :, pos:pos + t] = k_new)")
             elif layer > 0 and torch.equal(cache["k"][0][:, :, pos:pos + t], k_new):
                 hint = "every layer has its own buffers: write into cache['k'][layer], not cache['k'][0]"
             assert_close(k, ref_k[layer], f"keys after {where} vs a torch.cat cache", hint=hint, atol=0,
@@ -221,6 +230,8 @@ def _attention_hint(got: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
     t, S, hs = q.size(2), k.size(2), q.size(3)
     group = q.size(1) // k.size(1)
     kr, vr = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+    allowed = torch.arange(S)[None] <= torch.arange(S - t, S)[:, None]  # (t, S), bottom-right aligned
+    scores = q @ kr.transpose(-2, -1) / hs**0.5  # (B, nh, t, S)
     top_left = torch.ones(t, S, dtype=torch.bool).tril()
     candidates = [
         (F.scaled_dot_product_attention(q, kr, vr, attn_mask=top_left),
@@ -229,10 +240,17 @@ def _attention_hint(got: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torc
          "+ i and sees keys j <= S - t + i"),
         (F.scaled_dot_product_attention(q, kr, vr),
          "no causal mask: with t > 1 new tokens, query i must not see the later new keys j > S - t + i"),
-        (F.scaled_dot_product_attention(q, kr, vr,
-                                        attn_mask=torch.arange(S)[None] <= torch.arange(S - t, S)[:, None],
-                                        scale=1.0),
+        (F.scaled_dot_product_attention(q, kr, vr, attn_mask=allowed, scale=1.0),
          "the scores are not scaled: divide q·k by sqrt(head_dim)"),
+        (F.scaled_dot_product_attention(q, kr, vr, attn_mask=allowed, scale=1.0 / hs),
+         "scale the scores by 1 / sqrt(head_dim), not 1 / head_dim"),
+        (torch.softmax(scores.masked_fill(torch.arange(S)[None] >= torch.arange(S - t, S)[:, None],
+                                          float("-inf")), dim=-1) @ vr,
+         "each query must see its own key too: mask the keys j > S - t + i (k_pos > q_pos), not j >= ..."),
+        (torch.softmax(scores.masked_fill(~allowed, float("-inf")), dim=-2) @ vr,
+         "softmax over the keys, dim=-1 (each query's weights sum to 1), not over the queries"),
+        (torch.softmax(scores.masked_fill(~allowed, 0.0), dim=-1) @ vr,
+         "mask with -inf, not 0: a masked score of 0 still gets exp(0) of the weight"),
     ]
     if group > 1:
         tiled_k, tiled_v = k.repeat(1, group, 1, 1), v.repeat(1, group, 1, 1)
@@ -261,7 +279,9 @@ def check_cached_attention(cached_attention: Callable[..., torch.Tensor]) -> str
         for t in (S, 1, 3):
             name = {S: "prefill t=S", 1: "decode t=1", 3: "chunk t=3 after 4 cached"}[t]
             q = q_full[:, :, S - t:]  # (B, nh, t, hs): the newest t queries
-            got = call(cached_attention, q, k_full, v_full)
+            with hint_on_crash("if this is a shape mismatch: repeat each KV head group = n_head // n_kv_head "
+                               "times along dim 1 (k.repeat_interleave(group, dim=1)) before q @ kᵀ"):
+                got = call(cached_attention, q, k_full, v_full)
             expect(isinstance(got, torch.Tensor),
                    f"cached_attention must return a tensor; got {fmt(got, 80)}")
             hint = _attention_hint(got, q, k_full, v_full) if got.shape == (B, nh, t, hs) else (
@@ -288,10 +308,13 @@ def check_position_inputs(position_inputs: Callable[..., tuple[torch.Tensor, Any
     idx = torch.randint(17, (B, t), generator=gen(40))
     tried = []
     for pos_encoding in ("learned", "rope", "sinusoidal", "none"):
-        model = _tiny_gpt(pos_encoding)
+        model = _tiny_gpt(pos_encoding, rope_base=500.0)  # not the default base: the config's must be used
         c = model.config
         for pos in (0, 5):
-            with torch.no_grad():
+            with torch.no_grad(), hint_on_crash(
+                "if wpe complains about the index type: positions are integer indices, "
+                "torch.arange(pos, pos + t) (int64), not floats"
+            ):
                 result = call(position_inputs, model, idx, pos)
             expect(
                 isinstance(result, tuple) and len(result) == 2 and isinstance(result[0], torch.Tensor),
@@ -319,6 +342,9 @@ def check_position_inputs(position_inputs: Callable[..., tuple[torch.Tensor, Any
                         "sit at positions pos, pos + 1, ..., pos + t - 1 (torch.arange(pos, pos + t))")
             elif torch.allclose(x, shifted):
                 hint = "positions are off by one: the first new token is at position pos, not pos + 1"
+            elif pos_encoding in ("learned", "sinusoidal") and torch.allclose(x, tok):
+                hint = (f"the position embedding is missing for pos_encoding={pos_encoding!r}: add "
+                        + ("wpe(positions)" if pos_encoding == "learned" else "model.sinusoid[pos:pos + t]"))
             assert_close(x, expected, f"x ({where})", hint=hint)
             if pos_encoding != "rope":
                 expect(rope is None,
@@ -338,6 +364,9 @@ def check_position_inputs(position_inputs: Callable[..., tuple[torch.Tensor, Any
             ):
                 hint = ("the RoPE angles restarted at position 0: a new token at position pos must be "
                         "rotated by pos·θ, so use torch.arange(pos, pos + t)")
+            elif same_shape and torch.allclose(rope[0], rope_cos_sin(positions, c.head_dim)[0]):
+                hint = ("use the model's RoPE base, config.rope_base (500 here), not the default 10000: "
+                        "rope_cos_sin(positions, config.head_dim, config.rope_base)")
             assert_close(rope[0], cos, f"RoPE cos ({where})", hint=hint)
             assert_close(rope[1], sin, f"RoPE sin ({where})", hint=hint)
         tried.append(pos_encoding)
@@ -379,8 +408,9 @@ def check_forward_cached(forward_cached: Callable[..., torch.Tensor]) -> str:
             hint = ("compare with the model's own forward: positions pos..pos+t-1, write k/v of every layer "
                     "into the cache before attending, attend with cached_attention to the whole prefix")
             if pos == 0:
-                hint = ("the prefill (no cache yet) must equal model(idx): check the "
-                        "block order (pre-LN) and lm_head")
+                hint = ("the prefill (no cache yet) must equal model(idx): check the block order (pre-LN), "
+                        "RoPE on both q and k, the head merge y.transpose(1, 2).reshape(B, t, C), the final "
+                        "norm ln_f and lm_head")
             err = assert_close(logits, expected[:, pos:pos + t], f"logits ({where}) vs model(whole sequence)",
                                hint=hint)
             worst = max(worst, err)
@@ -392,6 +422,12 @@ def check_forward_cached(forward_cached: Callable[..., torch.Tensor]) -> str:
 
 
 # ----------------------------------------------------------------------------------------------- TODO 6
+
+
+CACHE_CRASH_HINT = ("if this is a shape mismatch in the cache: make the cache hold T + max_new_tokens "
+                    "positions (new_kv_cache(..., max_len=T + max_new_tokens, ...)), prefill the prompt once "
+                    "and then feed only the newest token each step, "
+                    "forward_cached(model, idx[:, -1:], cache)")
 
 
 @learner_check(6, "generate")
@@ -408,7 +444,8 @@ def check_generate(generate: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -
     try:
         for use_cache in (True, False):
             fed.clear()
-            with torch.no_grad():
+            with torch.no_grad(), hint_on_crash(CACHE_CRASH_HINT if use_cache else
+                                                "use_cache=False: logits = model(idx)[0][:, -1] every step"):
                 out = call(generate, model, prompt, n, use_cache=use_cache)
             expect(
                 isinstance(out, tuple) and len(out) == 2 and all(isinstance(o, torch.Tensor) for o in out),
@@ -432,6 +469,12 @@ def check_generate(generate: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -
                 "shared.model.GPT.generate(temperature=0)")
         if len(first_bad):
             hint = f"first differing token at position {int(first_bad[0])}; " + hint
+            if use_cache and int(first_bad[0]) > P and torch.equal(results[False][0][0], expected_tokens):
+                hint = (f"the cached tokens first differ at position {int(first_bad[0])}, after the "
+                        "prefill's token was right and while use_cache=False is right: the decode steps go "
+                        "wrong. Feed only the newest token each step, forward_cached(model, idx[:, -1:], "
+                        "cache), into a cache of T + max_new_tokens positions (writing past the end of a "
+                        "smaller cache silently drops the newest keys)")
         expect_equal(tokens, expected_tokens, f"{mode} greedy tokens vs shared.model.GPT.generate", hint=hint)
         worst = max(worst, assert_close(logits, expected_logits,
                                         f"{mode} logits of every step vs model(tokens)",

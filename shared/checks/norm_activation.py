@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from shared.checks import assert_close, call, expect, fmt, learner_check
+from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
 from shared.checks.compare import diagnose, gen
 from shared.model import MLP, GPTConfig
 
@@ -68,6 +68,32 @@ def _normalise(x: torch.Tensor, dim: int | tuple[int, ...], *, centre: bool = Tr
     return (x - mean) / (torch.sqrt(var) + eps)
 
 
+def _call(fn: Callable[..., object], *args: object, crashes: tuple[tuple[str, str], ...] = (),
+          default: str = "") -> object:
+    """``call(fn, *args)``; a crash gets the hint of the first ``(text in the error, hint)`` pair that matches
+    (else ``default``, when given)."""
+    try:
+        return call(fn, *args)
+    except CheckFailed as err:
+        text = str(err)
+        hint = next((h for key, h in crashes if key in text), default)
+        if not hint:
+            raise
+        raise CheckFailed(f"{text}\n   hint: {hint}") from None
+
+
+KEEPDIM_HINT = ("a statistic reduced without keepdim=True has shape (...,) and cannot broadcast back "
+                "against x (..., C): reduce with keepdim=True")
+IN_PLACE_HINT = ("do not change x in place (x -= mean, x.div_(...)): it is the caller's tensor; compute a "
+                 "new tensor, x_hat = (x - mean) / ...")
+NORM_CRASHES = (
+    ("in-place operation", IN_PLACE_HINT),
+    ("must match the size", KEEPDIM_HINT),
+    ("NoneType", "bias may be None (bias=None): then return x_hat * weight without adding it"),
+)
+EPS_ARG_HINT = "use the eps argument; yours used a fixed eps"
+
+
 EPS_HINT = ("eps goes INSIDE the square root: sqrt(var + eps), not sqrt(var) + eps (see "
             "the token with a tiny variance)")
 DIM_HINT = "normalise over the last dimension only (the C features of each token): dim=-1, keepdim=True"
@@ -88,7 +114,8 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> str:
     worst = 0.0
     for name, w, b in (("with weight and bias", weight, bias), ("bias=None", weight, None)):
         xin = x.clone().requires_grad_(True)
-        got = _tensor(call(layer_norm, xin, w, b, EPS), "layer_norm")
+        got = _tensor(_call(layer_norm, xin, w, b, EPS, crashes=NORM_CRASHES), "layer_norm")
+        expect(torch.equal(xin.detach(), x), "layer_norm changed its input x in place", hint=IN_PLACE_HINT)
         with torch.no_grad():
             expected = ref(x) if b is not None else F.layer_norm(x, (C,), w, None, EPS)
         affine = (lambda z, w=w, b=b: z * w + (0 if b is None else b))
@@ -103,6 +130,8 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> str:
              "LayerNorm subtracts the mean before dividing by the standard "
              "deviation (dividing by the root mean square is RMSNorm)"),
             (_normalise(x, -1), "scale by weight and add bias after normalising: y = x_hat * weight + bias"),
+            (_normalise(x, -1) + (0 if b is None else b),
+             "scale by weight after normalising: y = x_hat * weight + bias"),
             (_normalise(x, -1) * w, "add the bias after scaling (when bias is not None)"),
         ], "y = (x - mean) / sqrt(var + eps) * weight + bias, mean and biased var over dim=-1")
         worst = max(worst, assert_close(got, expected, f"output vs nn.LayerNorm ({name})", hint=hint))
@@ -117,8 +146,27 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> str:
         assert_close(grad, grad_ref, f"gradient w.r.t. x ({name})", atol=1e-4, rtol=1e-4,
                      hint="the mean and variance must stay in the autograd graph: do not detach them")
     x2 = torch.randn(7, 16, generator=gen(5))  # a 2-D input (N, C) works the same way
-    got2 = _tensor(call(layer_norm, x2, torch.ones(16), torch.zeros(16), EPS), "layer_norm")
+    got2 = _tensor(_call(layer_norm, x2, torch.ones(16), torch.zeros(16), EPS, crashes=NORM_CRASHES),
+                   "layer_norm")
     assert_close(got2, F.layer_norm(x2, (16,), eps=EPS), "2-D input (N, C)", hint=DIM_HINT)
+    # another eps: the argument must be used
+    got3 = _tensor(_call(layer_norm, x, weight, bias, 1e-2, crashes=NORM_CRASHES), "layer_norm")
+    assert_close(got3, F.layer_norm(x, (C,), weight, bias, 1e-2), "output with eps=1e-2",
+                 hint=diagnose(got3, [(F.layer_norm(x, (C,), weight, bias, EPS), EPS_ARG_HINT)], DIM_HINT))
+    # tokens whose mean (100) is large next to their spread: float32 E[x²] - E[x]² cancels
+    x4 = 100 + torch.randn(6, 16, generator=gen(6)) * (0.5 + torch.rand(6, 1, generator=gen(7)))
+    got4 = _tensor(_call(layer_norm, x4, torch.ones(16), None, EPS, crashes=NORM_CRASHES), "layer_norm")
+    mean4 = x4.mean(-1, keepdim=True)
+    cancelled = (x4 - mean4) / torch.sqrt((x4 * x4).mean(-1, keepdim=True) - mean4**2 + EPS)
+    assert_close(  # vs float64: a float32 two-pass variance is within 1e-5, E[x²] - E[x]² is 1e-3 off
+        got4, F.layer_norm(x4.double(), (16,), eps=EPS), "tokens with mean 100 and std about 1, vs float64",
+        atol=1e-4, rtol=1e-4,
+        hint=diagnose(got4, [(cancelled,
+                              "var = E[x²] - E[x]² cancels catastrophically in float32 when the mean is "
+                              "large next to the spread: compute the variance from x - mean, "
+                              "x.var(dim=-1, correction=0)")],
+                      "mean and biased var over dim=-1, computed from x - mean"),
+    )
     return (
         f"(3, 5, 8) tokens, with and without bias: matches nn.LayerNorm, max abs err {worst:.1e}, "
         "gradient w.r.t. x too; 2-D input too"
@@ -137,7 +185,10 @@ def check_rms_norm(rms_norm: Callable[..., torch.Tensor]) -> str:
     with torch.no_grad():
         ref.weight.copy_(weight)
         expected = ref(x)
-    got = _tensor(call(rms_norm, x, weight, EPS), "rms_norm")
+    xin = x.clone()
+    got = _tensor(_call(rms_norm, xin, weight, EPS, crashes=NORM_CRASHES), "rms_norm")
+    expect(torch.equal(xin, x), "rms_norm changed its input x in place", hint=IN_PLACE_HINT)
+    rms = x.pow(2).mean(-1, keepdim=True)  # (B, T, 1)
     hint = diagnose(got, [
         (_normalise(x, -1) * weight,
          "RMSNorm does NOT subtract the mean: y = x / sqrt(mean(x**2) + eps) * weight "
@@ -149,11 +200,29 @@ def check_rms_norm(rms_norm: Callable[..., torch.Tensor]) -> str:
          "divide by the root mean square sqrt(mean(x**2) + eps), not by the standard deviation"),
         (_normalise(x, 1, centre=False) * weight, DIM_HINT),
         (_normalise(x, -1, centre=False), "scale by weight after normalising"),
+        (x / (x.norm(dim=-1, keepdim=True) + EPS) * weight,
+         "x.norm() is the root of the SUM of squares; the RMS is the root of their MEAN: "
+         "sqrt(mean(x**2) + eps)"),
+        (x / torch.sqrt(rms + 1e-6) * weight, EPS_ARG_HINT),
     ], "y = x / sqrt(mean(x**2, dim=-1, keepdim=True) + eps) * weight")
     err = assert_close(got, expected, "output vs nn.RMSNorm", hint=hint)
     x2 = torch.randn(4, 6, generator=gen(13))
-    got2 = _tensor(call(rms_norm, x2, torch.ones(6), EPS), "rms_norm")
+    got2 = _tensor(_call(rms_norm, x2, torch.ones(6), EPS, crashes=NORM_CRASHES), "rms_norm")
     assert_close(got2, F.rms_norm(x2, (6,), eps=EPS), "2-D input (N, C)", hint=DIM_HINT)
+    got3 = _tensor(_call(rms_norm, x, weight, 1e-2, crashes=NORM_CRASHES), "rms_norm")
+    assert_close(got3, F.rms_norm(x, (C,), weight, 1e-2), "output with eps=1e-2",
+                 hint=diagnose(got3, [(expected, EPS_ARG_HINT)], DIM_HINT))
+    # the gradient w.r.t. x must be nn.RMSNorm's (the notebook trains a GPT through rms_norm)
+    xg = x.clone().requires_grad_(True)
+    gotg = _tensor(_call(rms_norm, xg, weight, EPS, crashes=NORM_CRASHES), "rms_norm")
+    expect(gotg.requires_grad, "your output carries no gradient back to x",
+           hint="compute everything with differentiable torch ops; no .detach(), .item() or torch.no_grad()")
+    upstream = torch.randn(B, T, C, generator=gen(14))
+    (grad,) = torch.autograd.grad((gotg * upstream).sum(), xg)
+    xr = x.clone().requires_grad_(True)
+    (grad_ref,) = torch.autograd.grad((F.rms_norm(xr, (C,), weight, EPS) * upstream).sum(), xr)
+    assert_close(grad, grad_ref, "gradient w.r.t. x", atol=1e-4, rtol=1e-4,
+                 hint="the root mean square must stay in the autograd graph: do not detach it")
     return f"(3, 5, 8) tokens with non-zero means: matches nn.RMSNorm, max abs err {err:.1e}; 2-D input too"
 
 
@@ -186,6 +255,12 @@ def check_gelu(gelu: Callable[..., torch.Tensor]) -> str:
              "erf form (exact) or the tanh form"),
             (x * torch.sigmoid(x), "that is SiLU / Swish (x * sigmoid(x)), not GELU"),
             (0.5 * (1 + torch.erf(x / math.sqrt(2))), "GELU is x * Phi(x): multiply the Gaussian CDF by x"),
+            (x * (1 + torch.erf(x / math.sqrt(2))),
+             "the factor 0.5 is missing: Phi(x) = 0.5 * (1 + erf(x / sqrt(2)))"),
+            (0.5 * x * (1 + torch.tanh(math.sqrt(2 * math.pi) * (x + 0.044715 * x**3))),
+             "the constant is sqrt(2 / pi) ≈ 0.798, not sqrt(2 * pi)"),
+            (0.5 * x * (1 + torch.tanh(c * (x + 0.044715 * x**2))),
+             "the correction term is cubic: 0.044715 * x**3"),
         ], "exact: 0.5 x (1 + erf(x / sqrt 2)); tanh: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))")
         errors[approximate] = assert_close(
             got, expected, f"gelu(x, approximate={approximate!r}) vs F.gelu", hint=hint
@@ -198,6 +273,9 @@ def check_gelu(gelu: Callable[..., torch.Tensor]) -> str:
 
 # ----------------------------------------------------------------------------------------------- TODO 4
 
+TRANSPOSE_HINT = ("if this is a shape mismatch: the weights are stored (out_features, in_features), as in "
+                  "nn.Linear: x @ w_gate.T, x @ w_up.T and h @ w_down.T (or F.linear(x, w))")
+
 
 @learner_check(4, "swiglu_ffn")
 def check_swiglu_ffn(swiglu_ffn: Callable[..., torch.Tensor]) -> str:
@@ -209,7 +287,7 @@ def check_swiglu_ffn(swiglu_ffn: Callable[..., torch.Tensor]) -> str:
     w_down = torch.randn(C, H, generator=g) / math.sqrt(H)
     gate, up = F.linear(x, w_gate), F.linear(x, w_up)  # (B, T, H) each
     expected = F.linear(F.silu(gate) * up, w_down)  # (B, T, C), Shazeer 2020, eq. 6
-    got = _tensor(call(swiglu_ffn, x, w_gate, w_up, w_down), "swiglu_ffn")
+    got = _tensor(_call(swiglu_ffn, x, w_gate, w_up, w_down, default=TRANSPOSE_HINT), "swiglu_ffn")
     hint = diagnose(got, [
         (F.linear(F.silu(up) * gate, w_down),
          "you gated the wrong branch: SiLU goes on x @ w_gate.T, and the "
@@ -219,6 +297,9 @@ def check_swiglu_ffn(swiglu_ffn: Callable[..., torch.Tensor]) -> str:
         (F.linear(F.gelu(gate) * up, w_down),
          "that is GEGLU (GELU gate); SwiGLU gates with SiLU(z) = z * sigmoid(z)"),
         (F.linear(F.silu(gate + up), w_down), "multiply the two branches element-wise; do not add them"),
+        (F.linear(F.relu(gate) * up, w_down), "that is ReGLU (ReLU gate); SwiGLU gates with "
+         "SiLU(z) = z * sigmoid(z)"),
+        (F.silu(expected), "no activation after the down projection: y = (silu(gate) * up) @ w_down.T"),
     ], "y = (silu(x @ w_gate.T) * (x @ w_up.T)) @ w_down.T")
     err = assert_close(got, expected, "output vs (SiLU(x W_gate^T) * x W_up^T) W_down^T", hint=hint)
     # the same numbers as the shared GPT's SwiGLU MLP carrying these weights (c_fc rows are [gate | up])
@@ -228,6 +309,14 @@ def check_swiglu_ffn(swiglu_ffn: Callable[..., torch.Tensor]) -> str:
         mlp.c_proj.weight.copy_(w_down)
         model_y = mlp(x)
     err_mlp = assert_close(got, model_y, "vs shared.model.MLP(activation='swiglu')", hint=hint)
+    x2 = torch.randn(3, C, generator=g)  # (N, C): any number of leading dimensions
+    got2 = _tensor(_call(swiglu_ffn, x2, w_gate, w_up, w_down,
+                         default="this was a 2-D input (N, C): x is (..., C), any number of leading "
+                                 "dimensions, and x @ w.T (or F.linear, or einsum '...c,hc->...h') works for "
+                                 "all of them"), "swiglu_ffn")
+    assert_close(got2, F.linear(F.silu(F.linear(x2, w_gate)) * F.linear(x2, w_up), w_down),
+                 "2-D input (N, C)",
+                 hint="x is (..., C): the same formula on any number of leading dimensions")
     return (
         f"(2, 5, 12) -> hidden 32 -> 12: matches the SwiGLU formula (max abs err {err:.1e}) and "
         f"shared.model.MLP with activation='swiglu' ({err_mlp:.1e})"
@@ -257,6 +346,10 @@ def _bn_reference(x: torch.Tensor, rm: torch.Tensor, rv: torch.Tensor, momentum:
     return x_hat, a * rm + (1 - a) * m, a * rv + (1 - a) * v
 
 
+BN_CRASH_HINT = ("if this is a shape mismatch: BatchNorm keeps one statistic per feature, mean and var over "
+                 "dims (0, 1) (all B*T tokens), each of shape (C,), and running_mean / running_var (C,) are "
+                 "updated in place with mul_ / add_")
+MOMENTUM_ARG_HINT = "use the momentum argument; yours used a fixed momentum of 0.1"
 RUNNING_VAR_HINT = (
     "running_var is updated with the UNBIASED batch variance (times N / (N - 1), N = B*T), as "
     "nn.BatchNorm1d does, while the batch itself is normalised with the biased one"
@@ -280,8 +373,12 @@ def check_batch_norm_bt(batch_norm_bt: Callable[..., torch.Tensor]) -> str:
     for step, x in enumerate(batches):
         rm_before, rv_before = running_mean.clone(), running_var.clone()
         xin = x.clone().requires_grad_(True)
-        got = _tensor(call(batch_norm_bt, xin, weight, bias, running_mean, running_var, True, momentum, EPS),
-                      "batch_norm_bt")
+        got = _tensor(_call(batch_norm_bt, xin, weight, bias, running_mean, running_var, True, momentum, EPS,
+                            default=BN_CRASH_HINT), "batch_norm_bt")
+        expect(not running_mean.requires_grad and not running_var.requires_grad,
+               "after a training step running_mean / running_var carry autograd history",
+               hint="update the running statistics under torch.no_grad() (or from detached batch "
+                    "statistics): they are buffers, not part of the graph")
         xr = x.clone().requires_grad_(True)
         expected = ref(xr.reshape(B * T, C)).reshape(B, T, C)  # (B, T, C): statistics over B*T rows
         candidates = [
@@ -297,6 +394,8 @@ def check_batch_norm_bt(batch_norm_bt: Callable[..., torch.Tensor]) -> str:
             ((x - rm_before) / torch.sqrt(rv_before + EPS) * weight + bias,
              "in training mode (training=True) normalise with the batch's own "
              "mean and var, not the running ones"),
+            (_normalise(x, (0, 1)),
+             "scale by weight and add bias after normalising: y = x_hat * weight + bias"),
         ]
         hint = diagnose(got, candidates,
                         "x_hat = (x - mean) / sqrt(var + eps) over dims (0, 1); y = x_hat * weight + bias")
@@ -325,6 +424,9 @@ def check_batch_norm_bt(batch_norm_bt: Callable[..., torch.Tensor]) -> str:
             (rv_before, not_updated),
             (_bn_reference(x, rm_before, rv_before, momentum, running="biased")[2], RUNNING_VAR_HINT),
             (_bn_reference(x, rm_before, rv_before, momentum, swap_momentum=True)[2], swapped),
+            ((1 - momentum) * rv_before + momentum * x.var((0, 1), correction=0) * B / (B - 1),
+             "the unbiased factor is N / (N - 1) with N = B*T, the number of tokens each statistic averages "
+             "over, not the batch size B"),
         ], "running_var = (1 - momentum) * running_var + momentum * unbiased batch var")
         assert_close(running_var, ref.running_var, f"running_var after batch {step + 1}", hint=var_hint)
     # eval mode: the running statistics, and they stay untouched
@@ -344,6 +446,27 @@ def check_batch_norm_bt(batch_norm_bt: Callable[..., torch.Tensor]) -> str:
     expect(torch.equal(running_mean, rm_before) and torch.equal(running_var, rv_before),
            "eval mode changed running_mean / running_var",
            hint="update the running statistics only when training=True")
+    # other momentum and eps: both arguments must be used
+    ref2 = nn.BatchNorm1d(C, eps=1e-3, momentum=0.3)
+    with torch.no_grad():
+        ref2.weight.copy_(weight)
+        ref2.bias.copy_(bias)
+    rm2, rv2 = torch.zeros(C), torch.ones(C)
+    x = batches[0]
+    with torch.no_grad():
+        got = _tensor(_call(batch_norm_bt, x, weight, bias, rm2, rv2, True, 0.3, 1e-3, default=BN_CRASH_HINT),
+                      "batch_norm_bt")
+        expected = ref2(x.reshape(B * T, C)).reshape(B, T, C)
+    assert_close(got, expected, "training-mode output with eps=1e-3",
+                 hint=diagnose(got, [(_normalise(x, (0, 1)) * weight + bias, EPS_ARG_HINT)],
+                               "x_hat = (x - mean) / sqrt(var + eps) over dims (0, 1)"))
+    fixed = _bn_reference(x, torch.zeros(C), torch.ones(C), 0.1)
+    assert_close(rm2, ref2.running_mean, "running_mean after a step with momentum=0.3",
+                 hint=diagnose(rm2, [(fixed[1], MOMENTUM_ARG_HINT)],
+                               "running_mean = (1 - momentum) * running_mean + momentum * batch_mean"))
+    assert_close(rv2, ref2.running_var, "running_var after a step with momentum=0.3",
+                 hint=diagnose(rv2, [(fixed[2], MOMENTUM_ARG_HINT)],
+                               "running_var = (1 - momentum) * running_var + momentum * unbiased batch var"))
     return (
         f"(4, 3, 5) batches: matches nn.BatchNorm1d on the (B*T, C) view in training mode (output, gradient, "
         f"running stats after 2 steps; max abs err {worst:.1e}) and in eval mode ({err:.1e})"

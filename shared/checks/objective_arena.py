@@ -25,8 +25,18 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, expect_equal, fmt, learner_check, within
-from shared.checks.compare import expect_tensors, gen
+from shared.checks import (
+    CheckFailed,
+    assert_close,
+    call,
+    expect,
+    expect_equal,
+    fmt,
+    hint_on_crash,
+    learner_check,
+    within,
+)
+from shared.checks.compare import diagnose, expect_tensors, gen, matches
 from shared.data import IGNORE_INDEX
 from shared.positions import attention_allowed
 
@@ -61,6 +71,11 @@ def _pair(out: object, fn_name: str) -> tuple[torch.Tensor, torch.Tensor]:
 def check_causal_lm_batch(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]]) -> str:
     w = torch.randint(0, 50, (3, 9), generator=gen(0))  # (B, T+1)
     x, y = _pair(call(fn, w.clone()), "causal_lm_batch")
+    if x.shape == (2, 9) and y.shape == (2, 9):
+        raise CheckFailed(
+            "shapes: windows (3, 9) gave x and y of shape (2, 9): the slices cut the batch axis\n"
+            "   hint: slice the time axis (dim 1), keep every window: x = w[:, :-1], y = w[:, 1:]"
+        )
     if x.shape != (3, 8) or y.shape != (3, 8):
         raise CheckFailed(
             f"shapes: windows {tuple(w.shape)} must give x and y of shape (3, 8), "
@@ -79,6 +94,15 @@ def check_causal_lm_batch(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch
     expect_equal(x, w[:, :-1], "x must be the window without its last token", hint="x = w[:, :-1]")
     expect_equal(y, w[:, 1:], "y must be the window without its first token",
                  hint="y is x shifted left by one: w[:, 1:]")
+    expect(x.dtype == torch.long and y.dtype == torch.long, f"x and y must stay token ids (torch.long), got "
+           f"{x.dtype} and {y.dtype}", hint="slice the windows; do not convert them (.float())")
+    one = torch.randint(0, 50, (1, 5), generator=gen(7))  # a batch of 1, windows of another length
+    x1, y1 = _pair(call(fn, one.clone()), "causal_lm_batch")
+    if not (torch.equal(x1, one[:, :-1]) and torch.equal(y1, one[:, 1:])):
+        raise CheckFailed(
+            f"causal_lm_batch on a batch of 1 window of 5 tokens\n   expected: x {one[:, :-1].tolist()}, y "
+            f"{one[:, 1:].tolist()}\n   got:      x {fmt(x1, 80)}, y {fmt(y1, 80)}\n   hint: x = w[:, :-1], "
+            "y = w[:, 1:] for any batch size and length (no hard-coded length, no squeeze of a batch of 1)")
     return "x = w[:, :-1] and y = w[:, 1:] on 3 windows of 9 tokens: every position predicts the next token"
 
 
@@ -106,6 +130,14 @@ def check_masked_lm_batch(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) 
            "two calls with equal generators gave different batches",
            hint="draw every random number with generator=generator (torch.rand, torch.randint)")
 
+    small = torch.randint(1, _MLM_VOCAB, (8, 64), generator=gen(8)).int()  # int32 ids, no padding
+    with hint_on_crash("on int32 tokens: make x a long tensor first, x = tokens.clone().long(), so that the "
+                       "random long ids and mask_id fit into it"):
+        xi, yi = _pair(call(fn, small, generator=gen(9), mask_id=_MLM_MASK_ID, vocab_size=_MLM_VOCAB),
+                       "masked_lm_batch")
+    expect(xi.dtype == torch.long and yi.dtype == torch.long,
+           f"on int32 tokens x and y came back as {xi.dtype} and {yi.dtype}; both must be torch.long",
+           hint="x = tokens.clone().long(): the loss and the embedding want long ids whatever came in")
     selected = y != IGNORE_INDEX  # (B, T)
     if bool(((y != IGNORE_INDEX) & (y != original)).any()):
         raise CheckFailed(
@@ -144,11 +176,20 @@ def check_masked_lm_batch(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) 
     # a random token equals the original with probability 1/vocab_size, so "unchanged" is 0.1 + 0.1/V
     exp_same, exp_rand = 0.1 + 0.1 / _MLM_VOCAB, 0.1 - 0.1 / _MLM_VOCAB
     split = f"[MASK] {f_mask:.3f}, random {f_rand:.3f}, unchanged {f_same:.3f} of {k} selected"
+    if f_mask > 0.99:
+        raise CheckFailed(f"{split}: every selected token became [MASK]\n   hint: the selection and the "
+                          "80/10/10 split reuse the same draw (r < mask_prob < 0.8 always); draw a second, "
+                          "independent r for the split")
     expect(abs(f_mask - 0.8) <= 0.03, f"{split}: expected [MASK] 0.80 ± 0.03",
            hint="of the SELECTED positions, 80 % become mask_id (one uniform draw r: r < 0.8)")
     expect(abs(f_rand - exp_rand) <= 0.025 and abs(f_same - exp_same) <= 0.025,
            f"{split}: expected random {exp_rand:.3f} ± 0.025, unchanged {exp_same:.3f} ± 0.025",
            hint="0.8 <= r < 0.9: a random token from torch.randint(vocab_size); r >= 0.9: keep the token")
+    x3, y3 = _pair(call(fn, original.clone(), generator=gen(2), mask_prob=0.3, **kwargs), "masked_lm_batch")
+    rate3 = int((y3 != IGNORE_INDEX).sum()) / n
+    expect(abs(rate3 - 0.3) <= 0.015, f"with mask_prob=0.3 the selection rate is {rate3:.4f}, expected 0.30 "
+                                      "± 0.015",
+           hint="select with the mask_prob argument, not a hard-coded 0.15")
     return (
         f"{n} maskable tokens, 64 × 64 padding never selected; selection rate 0.15 ± 0.01, "
         "80/10/10 of the selected ones within ± 0.03/0.025/0.025, unselected "
@@ -167,6 +208,10 @@ def _describe_mask_bug(got: torch.Tensor, T: int, p: int) -> str:
     if p < T and torch.equal(got, reference_prefix_mask(T, p + 1)):
         return ("off by one at the boundary: the prefix is tokens 0 .. prefix_len - 1, so use i < "
                 "prefix_len, not <=")
+    if torch.equal(got, reference_prefix_mask(T, p).T) and p < T:
+        return "the mask is transposed: rows are queries i, columns keys j, and causal means j <= i"
+    if torch.equal(got, reference_prefix_mask(T, p) & ~torch.eye(T, dtype=torch.bool) | ((i < p) & (j < p))):
+        return "the diagonal is missing: a token attends to itself, so the causal part is j <= i, not j < i"
     if bool((got & (i < p) & (j >= p)).any()):
         return "a prefix position attends to the target part; the prefix must not see the target"
     if bool((got & (j > i) & (i >= p)).any()):
@@ -198,7 +243,9 @@ def check_prefix_lm_mask(fn: Callable[[int, int | torch.Tensor], torch.Tensor]) 
                 f"   hint: {_describe_mask_bug(got, T, p)}"
             )
     plens = torch.tensor([0, 2, 5, 8])
-    got = call(fn, T, plens)
+    with hint_on_crash("a (B,) tensor prefix_len must broadcast against i (T, 1) and j (1, T): "
+                       "p = prefix_len[:, None, None] gives (B, T, T)"):
+        got = call(fn, T, plens)
     want = reference_prefix_mask(T, plens)
     expect(isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype == torch.bool,
            f"prefix_lm_mask({T}, tensor {plens.tolist()}) must be a bool tensor of shape "
@@ -245,6 +292,9 @@ def check_prefix_lm_batch(fn: Callable[[torch.Tensor, int], tuple[torch.Tensor, 
         elif p > 1 and (y[:, p - 1] == IGNORE_INDEX).all() and torch.equal(y[:, p:], want_y[:, p:]):
             hint = ("the first target token w[:, prefix_len] is predicted at position prefix_len - 1 (the "
                     "last prefix token); only y[:, :prefix_len - 1] is ignored")
+        elif p > 2 and torch.equal(y[:, p - 2:], w[:, p - 1:]) and (y[:, : p - 2] == IGNORE_INDEX).all():
+            hint = ("the target at position prefix_len - 2 is the last PREFIX token, which the bidirectional "
+                    "prefix can see; ignore y[:, :prefix_len - 1] (one more)")
         elif (y[:, p - 1:] == IGNORE_INDEX).all():
             hint = "you ignored the target part; the loss must count the target part and ignore the prefix"
         raise CheckFailed(
@@ -272,24 +322,43 @@ def check_lm_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> s
     for name, y in (("every position (CLM)", full), ("20 % of positions (MLM)", sparse),
                     ("target part (prefix LM)", prefix)):
         want = F.cross_entropy(logits.reshape(-1, V), y.reshape(-1), ignore_index=IGNORE_INDEX)
-        got = call(fn, logits.clone(), y.clone())
+        with hint_on_crash("gather needs valid indices: clamp the -100 targets to 0 first, then drop those "
+                           "positions with the mask"):
+            got = call(fn, logits.clone(), y.clone())
         if isinstance(got, torch.Tensor) and got.dim() > 0:
             raise CheckFailed(f"lm_loss must return a scalar (0-dim) tensor, got shape {tuple(got.shape)}\n"
                               "   hint: average over the counted positions: .mean() of the selected losses")
         hint = "loss = mean over positions with target != -100 of -log_softmax(logits)[target]"
-        if isinstance(got, torch.Tensor) and y is not full:
+        if not matches(got, want):  # name the bug (in float64: a float64 loss is right too)
             kept = y != IGNORE_INDEX
-            nll = -torch.log_softmax(logits, -1).gather(-1, y.clamp(min=0)[..., None])[..., 0]  # (B, T)
-            if torch.allclose(got, (nll * kept).sum() / y.numel(), atol=1e-5):
-                hint = ("you divided by ALL positions; divide by the number of counted positions "
-                        "(target != -100), as F.cross_entropy(ignore_index=-100) does")
-            elif torch.allclose(got, nll.mean(), atol=1e-5):
-                hint = ("positions with target -100 must not count at all (mask "
-                        "them out, do not clamp them to 0)")
+            bugs = []
+            for dim, text in ((-1, None), (1, "normalise over the vocabulary: log_softmax(logits, dim=-1)")):
+                nll = -torch.log_softmax(logits, dim).gather(-1, y.clamp(min=0)[..., None])[..., 0]  # (B, T)
+                bugs += [(-nll[kept].mean(), "wrong sign: the loss is the NEGATIVE log-likelihood"),
+                         (nll[kept].sum(), "take the mean over the counted positions, not the sum")]
+                bugs += [(nll[kept].mean(), text)] if text else []
+                if y is not full and dim == -1:
+                    bugs += [((nll * kept).sum() / y.numel(),
+                              "you divided by ALL positions; divide by the number of counted positions "
+                              "(target != -100), as F.cross_entropy(ignore_index=-100) does"),
+                             (nll.mean(), "positions with target -100 must not count at all (mask "
+                                          "them out, do not clamp them to 0)"),
+                             (((nll * kept).sum(1) / kept.sum(1)).mean(),
+                              "average over all counted positions together, not per row then over rows "
+                              "(rows hold different numbers of targets)")]
+            hint = diagnose(got, bugs, hint)
         err = assert_close(got, want, f"lm_loss on targets at {name}", hint=hint)
         worst = max(worst, err)
         expect(bool(torch.isfinite(got)), f"lm_loss on targets at {name} is not finite: {fmt(got)}")
+    big = logits * 100  # gaps of hundreds of nats: softmax probabilities underflow to 0 in float32
+    want = F.cross_entropy(big.reshape(-1, V), sparse.reshape(-1), ignore_index=IGNORE_INDEX)
+    got = call(fn, big.clone(), sparse.clone())
+    expect(isinstance(got, torch.Tensor) and bool(torch.isfinite(got)),
+           f"lm_loss on logits × 100 is not finite: {fmt(got)}",
+           hint="log(softmax(x)) underflows to log(0) = -inf; use torch.log_softmax, which is stable")
+    assert_close(got, want, "lm_loss on logits × 100", rtol=1e-5, hint="use torch.log_softmax(logits, "
+                                                                       "dim=-1)")
     return (
         "matches F.cross_entropy(ignore_index=-100) with targets at every position, at 20 % of them and "
-        f"on a target part ({within(worst, 1e-5)})"
+        f"on a target part ({within(worst, 1e-5)}), and on logits × 100"
     )

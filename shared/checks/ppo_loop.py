@@ -181,6 +181,10 @@ def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
              "reward up. The chosen reward comes first: −log σ(r_chosen − r_rejected)"),
             (F.softplus(rr - rc).sum(), "you summed over pairs; take the mean"),
             (-torch.sigmoid(rc - rr).mean(), "take the log: −log σ(r_chosen − r_rejected), not −σ(...)"),
+            (F.logsigmoid(rc - rr).mean(), "wrong sign: the loss is the NEGATIVE log-likelihood, "
+                                            "−log σ(r_chosen − r_rejected)"),
+            (-F.logsigmoid(rc.mean() - rr.mean()),
+             "take −log σ(r_chosen − r_rejected) per pair, then the mean (not σ of the mean margin)"),
         ], "loss = −log σ(r_chosen − r_rejected), averaged over pairs")
         raise CheckFailed(f"bradley_terry_loss on 64 random pairs\n   expected: {float(want):.6f}\n"
                           f"   got:      {float(got):.6f}\n   hint: {hint}")
@@ -190,9 +194,13 @@ def check_bradley_terry_loss(fn: Callable[[torch.Tensor, torch.Tensor], torch.Te
     expect(bool(torch.isfinite(got)) and abs(float(got) - float(want)) < 1e-3,
            f"bradley_terry_loss with reward gaps +50 and −200 gave {float(got)}, expected {float(want):.3f} "
            "(a badly ranked pair costs about its gap)",
-           hint="log(sigmoid(x)) underflows to log(0) = −inf for x ≪ 0; use F.logsigmoid(x)")
+           hint="log(sigmoid(x)) underflows to log(0) = −inf for x ≪ 0, and log(1 + exp(−x)) overflows; "
+                "use F.logsigmoid(x) (or F.softplus(−x))")
     x = torch.zeros(3, requires_grad=True)
-    call(fn, x, torch.zeros(3)).backward()
+    tied = _scalar(call(fn, x, torch.zeros(3)), "bradley_terry_loss")
+    expect(tied.requires_grad, "the loss has no gradient with respect to r_chosen",
+           hint="build the loss from r_chosen with torch operations (no .item(), no .detach())")
+    tied.backward()
     expect(x.grad is not None and torch.allclose(x.grad, torch.full((3,), -0.5 / 3)),
            f"the gradient with respect to r_chosen at a tie should be −0.5/3 each, got {fmt(x.grad, 80)}",
            hint="build the loss from r_chosen with torch operations (no .item(), no .detach())")
@@ -212,9 +220,15 @@ def check_response_logprobs(fn: Callable[[torch.Tensor, torch.Tensor, int], torc
     got = call(fn, logits.clone(), seq.clone(), P)
     if not matches(got, want):
         no_shift = torch.log_softmax(logits[:, P:], -1).gather(-1, seq[:, P:, None]).squeeze(-1)
+        shifted_logp = torch.log_softmax(logits[:, P - 1:-1], -1)
         bugs = [
             (no_shift, "off by one: the logits at position t predict the NEXT token t + 1, so the log-prob "
              "of seq[:, t] comes from logits[:, t − 1]"),
+            (shifted_logp.gather(-1, seq[:, P - 1:-1, None]).squeeze(-1),
+             "the tokens are shifted too: logits[:, t − 1] give the log-prob of seq[:, t], so pick "
+             "seq[:, prompt_len:], the token it predicts"),
+            (torch.log_softmax(logits[:, P - 1:-1], 1).gather(-1, seq[:, P:, None]).squeeze(-1),
+             "normalise over the vocabulary: log_softmax(..., dim=-1), not over the time axis"),
             (logits[:, P - 1:-1].gather(-1, seq[:, P:, None]).squeeze(-1),
              "these are raw logits; take log_softmax over the vocabulary first"),
         ]
@@ -226,8 +240,24 @@ def check_response_logprobs(fn: Callable[[torch.Tensor, torch.Tensor, int], torc
             f"one log-prob per RESPONSE token: shape (B, L − prompt_len) = {tuple(want.shape)}",
         )
     assert_close(got, want, "response_logprobs")
+    big = logits * 100  # gaps of hundreds of nats: a softmax probability underflows to 0 in float32
+    want = reference_response_logprobs(big, seq, P)
+    got = call(fn, big.clone(), seq.clone(), P)
+    if isinstance(got, torch.Tensor) and got.shape == want.shape and not bool(torch.isfinite(got).all()):
+        raise CheckFailed("response_logprobs on logits × 100 gave -inf or nan\n   hint: log(softmax(x)) "
+                          "underflows to log(0) = -inf for unlikely tokens; F.log_softmax is stable")
+    assert_close(got, want, "response_logprobs on logits × 100", hint="use F.log_softmax(..., dim=-1)")
+    for b, p in ((1, L - 1), (1, 1)):  # one sequence; one response token, then a one-token prompt
+        want = reference_response_logprobs(logits[:b], seq[:b], p)
+        got = call(fn, logits[:b].clone(), seq[:b].clone(), p)
+        if isinstance(got, torch.Tensor) and got.shape != want.shape and got.numel() == want.numel():
+            raise CheckFailed(f"response_logprobs on B = {b}, L = {L}, prompt_len = {p}: shape "
+                              f"{tuple(got.shape)}, expected {tuple(want.shape)}\n   hint: a size-1 batch or "
+                              "response lost its axis: squeeze only the gathered axis, .squeeze(-1)")
+        assert_close(got, want, f"response_logprobs on B = {b}, L = {L}, prompt_len = {p}",
+                     hint="logits[:, prompt_len − 1 : −1] and seq[:, prompt_len:] for any B and prompt_len")
     return ("matches an explicit loop over response positions (log_softmax of logits[:, "
-            "t − 1] at seq[:, t]) within 1e-5")
+            "t − 1] at seq[:, t]) within 1e-5, also on logits × 100, one sequence and one response token")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -257,6 +287,10 @@ def check_kl_shaped_rewards(fn: Callable[..., torch.Tensor]) -> str:
              "the score is added to every token; it belongs to the LAST token only (r[:, -1] += score)"),
             (-beta * (logp - logp_ref) + score[:, None] * F.one_hot(torch.tensor(0), T),
              "the score is added to the FIRST token; it is earned at the end of the response: r[:, -1]"),
+            (torch.cat([-beta * (logp - logp_ref)[:, :-1], score[:, None]], 1),
+             "the score REPLACES the KL term of the last token; add it: r[:, -1] = r[:, -1] + score"),
+            (reference_kl_shaped_rewards(score, logp, logp_ref, 1.0),
+             "β is missing: multiply the log-ratio by beta, r_t = −β (logp_t − logp_ref_t)"),
         ]
         raise _wrong_tensor(
             f"kl_shaped_rewards(score (4,), logp (4, 6), logp_ref (4, 6), beta={beta})", want, got, bugs,
@@ -282,6 +316,11 @@ def _gae_hint(got: tuple[Any, Any], rewards: torch.Tensor, values: torch.Tensor,
     if matches(ret, ref_adv + values):
         return ("returns were built from the NORMALISED advantages, so the value head would chase the wrong "
                 "targets; returns = raw advantages + values, then normalise the advantages")
+    row = (raw_adv - raw_adv.mean(1, keepdim=True)) / (raw_adv.std(1, keepdim=True) + 1e-8)
+    if matches(adv, row):
+        return "whiten the advantages over the whole batch (one mean and std), not per row"
+    if matches(adv, (raw_adv - raw_adv.mean()) / (raw_adv.std(unbiased=False) + 1e-8)):
+        return "torch's A.std() (unbiased, n − 1) is the normaliser here; you used the biased std"
     if matches(ret, raw_adv) or matches(ret, ref_adv):
         return ("returns are the VALUE TARGETS: returns = advantages + values "
                 "(before normalising the advantages)")
@@ -295,6 +334,24 @@ def _gae_hint(got: tuple[Any, Any], rewards: torch.Tensor, values: torch.Tensor,
             a[:, t] = run
         if name != "γλ" and matches(adv, (a - a.mean()) / (a.std() + 1e-8)):
             return f"the running sum decays by {name} only; it must decay by γ·λ: A_t = δ_t + γλ A_(t+1)"
+    next_v = torch.cat([values[:, 1:], torch.zeros(values.shape[0], 1)], 1)
+    delta = rewards + gamma * next_v - values
+    fwd = torch.zeros_like(delta)
+    run = torch.zeros(values.shape[0])
+    for t in range(values.shape[1]):
+        run = delta[:, t] + gamma * lam * run
+        fwd[:, t] = run
+    if matches(adv, (fwd - fwd.mean()) / (fwd.std() + 1e-8)):
+        return ("the recursion runs forward in time; A_t needs A_(t+1), so it runs backward: "
+                "for t in reversed(range(T))")
+    no_gamma = rewards + next_v - values
+    a = torch.zeros_like(no_gamma)
+    run = torch.zeros(values.shape[0])
+    for t in reversed(range(values.shape[1])):
+        run = no_gamma[:, t] + gamma * lam * run
+        a[:, t] = run
+    if matches(adv, (a - a.mean()) / (a.std() + 1e-8)):
+        return "γ is missing in δ: δ_t = r_t + γ V_(t+1) − V_t"
     delta_b = rewards + gamma * boot - values
     a = torch.zeros_like(delta_b)
     run = torch.zeros(values.shape[0])
@@ -314,7 +371,11 @@ def check_gae(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> str:
     rewards = torch.randn(B, T, generator=gen(7))
     values = torch.randn(B, T, generator=gen(8)) + 2.0  # a large last value makes the bootstrap bug visible
     for gamma, lam in ((0.9, 0.8), (1.0, 0.95)):
-        got = call(fn, rewards.clone(), values.clone(), gamma, lam)
+        r_in, v_in = rewards.clone(), values.clone()
+        got = call(fn, r_in, v_in, gamma, lam)
+        expect(torch.equal(r_in, rewards) and torch.equal(v_in, values), "gae changed its input tensors in "
+                                                                         "place",
+               hint="write the advantages into a new tensor (torch.zeros_like(rewards)), not into rewards")
         expect_tensors(got, 2, f"gae must return (advantages, returns), got {fmt(got, 80)}",
                        "return adv, returns")
         want_adv, want_ret = reference_gae(rewards, values, gamma, lam)
@@ -366,6 +427,10 @@ def check_ppo_losses(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> st
             (-torch.minimum(r_ * a_, r_.clamp(max=1 + eps) * a_).mean(), one_side),
             (-torch.minimum(r_ * a_, r_.clamp(min=1 - eps) * a_).mean(), one_side),
             (-(r_ * a_).mean(), "no clipping at all: take min(ρ A, clip(ρ, 1 − ε, 1 + ε) A)"),
+            (-torch.minimum((logp_new.detach() / logp_old) * a_,
+                            (logp_new.detach() / logp_old).clamp(1 - eps, 1 + eps) * a_).mean(),
+             "ρ = exp(logp_new − logp_old): a ratio of probabilities is the exp of a difference of "
+             "log-probs, not a ratio of log-probs"),
             (torch.minimum(r_ * a_, r_.clamp(1 - eps, 1 + eps) * a_).mean(),
              "wrong sign: we MAXIMISE the surrogate, so the loss is its negative"),
             (-torch.minimum(inv * a_, inv.clamp(1 - eps, 1 + eps) * a_).mean(),
@@ -382,6 +447,13 @@ def check_ppo_losses(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> st
         ], "value_loss = ½ mean (values_new − returns)²")
         raise CheckFailed(f"value_loss on 16 tokens\n   expected: {float(want_vl):.6f}\n   got:      "
                           f"{float(vl.detach()):.6f}\n   hint: {hint}")
+    pl3, _ = call(fn, logp_new.detach(), logp_old.clone(), adv.clone(), values.clone(), returns.clone(), 0.3)
+    want3, _ = reference_ppo_losses(logp_new.detach(), logp_old, adv, values, returns, 0.3)
+    if not matches(pl3, want3):
+        hint = ("clip_eps is ignored: clip to [1 − clip_eps, 1 + clip_eps] with the argument, not 0.8 and 1.2"
+                if matches(pl3, want_pl) else "clip(ρ, 1 − clip_eps, 1 + clip_eps) with the clip_eps given")
+        raise CheckFailed(f"policy_loss with clip_eps = 0.3\n   expected: {float(want3):.6f}\n   got:      "
+                          f"{fmt(pl3)}\n   hint: {hint}")
     expect(pl.requires_grad, "policy_loss has no gradient with respect to logp_new (it is detached from it)",
            hint="compute the ratio from logp_new with torch operations: no .detach(), .item() or "
                 "torch.no_grad() on the path from logp_new to the loss")
@@ -396,8 +468,8 @@ def check_ppo_losses(fn: Callable[..., tuple[torch.Tensor, torch.Tensor]]) -> st
     expect(abs(float(grad[2]) + 0.5 * 1.0 / 16) < 1e-6,
            f"at ρ = 0.5, A = +1 the gradient must be −ρA/16 = {-0.5 / 16:.5f}, got {float(grad[2]):.5f}",
            hint="below 1 − ε with A > 0 the UNCLIPPED term is the smaller one, so it carries the gradient")
-    return ("policy and value losses match −mean min(ρA, clip(ρ)A) and ½ mean (V − R)² on 16 tokens; "
-            "gradient 0 where the clip is active on each side, −ρA/N where it is not")
+    return ("policy and value losses match −mean min(ρA, clip(ρ)A) and ½ mean (V − R)² on 16 tokens, ε = 0.2 "
+            "and 0.3; gradient 0 where the clip is active on each side, −ρA/N where it is not")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 6
@@ -424,6 +496,163 @@ def _goal_fraction(policy: TinyPolicy, prompt: torch.Tensor, seed: int) -> float
     return float((out[:, prompt.shape[1]:] == _GOAL).float().mean())
 
 
+def reference_ppo_iteration(policy: TinyPolicy, ref: GPT, prompt: torch.Tensor, reward_fn: Callable,
+                            opt: torch.optim.Optimizer, cfg: SimpleNamespace, generator: torch.Generator,
+                            bug: str | None = None) -> dict:
+    """One rollout → score → update iteration built from the references above; ``bug`` (one of
+    :data:`_ITERATION_BUGS`) makes it the known-buggy variant of that name, to name a learner's bug."""
+    P = prompt.shape[1]
+    sampler = ref if bug == "sample_ref" else policy.gpt
+    seq = sampler.generate(prompt, cfg.response_len, generator=generator)  # (B, P + T)
+    with torch.no_grad():
+        logits, values = policy(seq)
+        logp_old = reference_response_logprobs(logits, seq, P)  # (B, T)
+        values = values[:, P:] if bug == "values_shift" else values[:, P - 1 : -1]  # (B, T)
+        logp_ref = reference_response_logprobs(ref(seq)[0], seq, P)
+        score = reward_fn(seq[:, P:])  # (B,)
+        a, b = (logp_ref, logp_old) if bug == "kl_swapped" else (logp_old, logp_ref)
+        rewards = reference_kl_shaped_rewards(score, a, b, 0.0 if bug == "no_beta" else cfg.beta)
+        gamma, lam = (1.0, 0.95) if bug == "default_gae" else (cfg.gamma, cfg.lam)
+        adv, returns = reference_gae(rewards, values, gamma, lam)
+    B = seq.shape[0]
+    for _ in range(cfg.epochs):
+        order = torch.randperm(B, generator=generator)
+        for start in range(0, B, cfg.minibatch):
+            i = order[start : start + cfg.minibatch]
+            logits_new, values_new = policy(seq[i])
+            logp_new = reference_response_logprobs(logits_new, seq[i], P)
+            old = logp_new.detach() if bug == "old_from_current" else logp_old[i]
+            v_new = values_new[:, P:] if bug == "values_new_shift" else values_new[:, P - 1 : -1]
+            target = adv[i] if bug == "value_on_adv" else returns[i]
+            pl, vl = reference_ppo_losses(logp_new, old, adv[i], v_new, target,
+                                          0.2 if bug == "default_clip" else cfg.clip_eps)
+            loss = pl + (1.0 if bug == "no_vf_coef" else 0.0 if bug == "no_value_loss" else cfg.vf_coef) * vl
+            if bug != "no_zero_grad":
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if bug != "no_clip_grad":
+                nn.utils.clip_grad_norm_(policy.parameters(), cfg.max_grad_norm)
+            opt.step()
+    return dict(seq=seq, score=score, kl=(logp_old - logp_ref).sum(1))
+
+
+# The bugs the exact stage of check_ppo_iteration can name: reference_ppo_iteration(..., bug=name) is what
+# each gives, and the hint says what to write instead.
+_ITERATION_BUGS = {
+    "sample_ref": "the rollout was sampled from the reference model; sample from the POLICY: "
+                  "policy.gpt.generate(prompt, cfg.response_len, generator=generator)",
+    "kl_swapped": "the KL arguments are swapped: kl_shaped_rewards(score, logp_old, logp_ref, cfg.beta), the "
+                  "policy's log-probs first and the reference's second (swapped, β pays the policy to drift)",
+    "no_beta": "the KL penalty is missing: pass cfg.beta to kl_shaped_rewards (β = 0.2 here, not 0)",
+    "default_gae": "gae ran with its default γ and λ: pass cfg.gamma and cfg.lam (0.9 and 0.8 here)",
+    "old_from_current": "logp_old must come from the ROLLOUT, computed once before the updates without "
+                        "gradients; recomputed from the current policy inside the epoch loop it makes the "
+                        "ratio 1, so the clip never acts",
+    "values_shift": "the rollout values are off by one: V of the state before response token t is at "
+                    "position P − 1 + t, so take values[:, P − 1 : −1], the same slice as the log-probs",
+    "values_new_shift": "the values of the update are off by one: take values_new[:, P − 1 : −1], the same "
+                        "slice as the log-probs",
+    "value_on_adv": "the value head is trained on the advantages; its targets are the RETURNS (A + V): "
+                    "ppo_losses(..., values_new, returns[i], ...)",
+    "default_clip": "clip_eps is ignored: pass cfg.clip_eps to ppo_losses (0.1 here, not the default 0.2)",
+    "no_vf_coef": "the value loss is not weighted: loss = policy_loss + cfg.vf_coef * value_loss",
+    "no_value_loss": "the value head never changed: the value loss is missing; "
+                     "loss = policy_loss + cfg.vf_coef * value_loss",
+    "no_zero_grad": "gradients pile up across minibatches: call opt.zero_grad() before every loss.backward()",
+    "no_clip_grad": "the gradient is not clipped: nn.utils.clip_grad_norm_(policy.parameters(), "
+                    "cfg.max_grad_norm) between loss.backward() and opt.step()",
+}
+
+
+def _exact_setup() -> tuple[TinyPolicy, GPT, torch.optim.Optimizer]:
+    """A policy that differs from its reference (so that the KL, the ratio and the clip all act), with a
+    random value head, and plain SGD (whose update shows every term of the loss, unlike Adam's first step)."""
+    torch.manual_seed(0)
+    ref = GPT(_TINY).eval()
+    g = gen(30)
+    with torch.no_grad():
+        for p in ref.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.3)
+        policy = TinyPolicy(copy.deepcopy(ref))
+        for p in policy.gpt.parameters():
+            p.add_(torch.randn(p.shape, generator=g) * 0.2)
+        policy.v_head.weight.copy_(torch.randn(policy.v_head.weight.shape, generator=g) * 0.5)
+    return policy, ref, torch.optim.SGD(policy.parameters(), lr=1.0)
+
+
+def _flat(policy: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().flatten() for p in policy.parameters()]).clone()
+
+
+def _run_iteration(fn: Callable[..., dict], *args: Any) -> Any:
+    """The learner's ppo_iteration; a crash from backpropagating twice through the rollout gets its cause."""
+    try:
+        return call(fn, *args)
+    except CheckFailed as err:
+        if "second time" in str(err) or "backward through the graph" in str(err):
+            raise CheckFailed(f"{err}\n   hint: the rollout (logp_old, values, logp_ref, rewards, "
+                              "advantages, "
+                              "returns) must be computed under torch.no_grad(): they are constants of the "
+                              "update") from None
+        raise
+
+
+def _check_exact_iteration(fn: Callable[..., dict]) -> None:
+    """One iteration at β = 0.2 with every knob away from its default, 2 epochs of one full-batch minibatch
+    (the minibatch order then does not matter), compared with :func:`reference_ppo_iteration`."""
+    cfg = _toy_config(beta=0.2, gamma=0.9, lam=0.8, clip_eps=0.1, epochs=2, minibatch=32, vf_coef=0.7,
+                      max_grad_norm=0.5)
+    prompt = torch.tensor([[0, 1]]).repeat(32, 1)
+
+    def reference(bug: str | None) -> tuple[dict, torch.Tensor]:
+        policy, ref, opt = _exact_setup()
+        before = _flat(policy)
+        out = reference_ppo_iteration(policy, ref, prompt, _toy_reward, opt, cfg, gen(40), bug)
+        return out, _flat(policy) - before
+
+    want, want_delta = reference(None)
+    policy, ref, opt = _exact_setup()
+    before = _flat(policy)
+    stats = _run_iteration(fn, policy, ref, prompt, _toy_reward, opt, cfg, gen(40))
+    shown = ("ppo_iteration at β = 0.2, γ = 0.9, λ = 0.8, clip_eps = 0.1, vf_coef = 0.7, max_grad_norm = "
+             "0.5, 2 epochs of one minibatch, on a policy that differs from its reference")
+    seq = stats.get("seq") if isinstance(stats, dict) else None
+    if not (isinstance(seq, torch.Tensor) and torch.equal(seq, want["seq"])):
+        hint = ("sample first, from the policy, with the generator: seq = policy.gpt.generate(prompt, "
+                "cfg.response_len, generator=generator)")
+        if isinstance(seq, torch.Tensor) and torch.equal(seq, reference("sample_ref")[0]["seq"]):
+            hint = _ITERATION_BUGS["sample_ref"]
+        raise CheckFailed(f"{shown}: stats['seq'] is not the rollout sampled from the policy\n   hint: "
+                          f"{hint}")
+    kl = stats.get("kl")
+    if not matches(kl, want["kl"], atol=1e-4, rtol=1e-4):
+        hint = diagnose(kl, [(-want["kl"], "the KL's sign is flipped: kl = (logp_old − logp_ref).sum(1), the "
+                                            "policy's log-probs minus the reference's")],
+                        "kl = (logp_old − logp_ref).sum(1): the rollout's log-probs under the policy minus "
+                        "those under the reference, summed over the response")
+        raise _wrong_tensor(f"{shown}: stats['kl']", want["kl"], kl, [], hint, "kl has one number per "
+                                                                               "sequence")
+    delta = _flat(policy) - before
+    scale = float(want_delta.abs().max())
+    if float((delta - want_delta).abs().max()) <= 1e-3 * scale:
+        return
+    if float(delta.abs().max()) == 0.0:
+        hint = "no parameter moved: call opt.step() after loss.backward()"
+    else:
+        hint = next((h for bug, h in _ITERATION_BUGS.items()
+                     if float((delta - reference(bug)[1]).abs().max()) <= 1e-3 * scale),
+                    "the update differs from the reference and matches none of the usual bugs: check the "
+                    "rollout (logp_old, values[:, P − 1 : −1], logp_ref under torch.no_grad()), "
+                    "kl_shaped_rewards(score, "
+                    "logp_old, logp_ref, cfg.beta), gae(rewards, values, cfg.gamma, cfg.lam), "
+                    "ppo_losses(..., "
+                    "cfg.clip_eps), loss = policy_loss + cfg.vf_coef * value_loss, zero_grad, backward, "
+                    "clip_grad_norm_(cfg.max_grad_norm), step")
+    raise CheckFailed(f"{shown}: the parameters after the update differ from the reference's (max abs diff "
+                      f"{float((delta - want_delta).abs().max()):.2e}, update size {scale:.2e})\n   hint: "
+                      f"{hint}")
+
+
 @learner_check(6, "ppo_iteration")
 def check_ppo_iteration(fn: Callable[..., dict]) -> str:
     torch.manual_seed(0)
@@ -435,7 +664,10 @@ def check_ppo_iteration(fn: Callable[..., dict]) -> str:
     prompt = torch.tensor([[0, 1]]).repeat(32, 1)  # (32, 2)
     cfg = _toy_config()
     before = _goal_fraction(policy, prompt[:1], 100)
-    stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, gen(14))
+    steps = []
+    adam_step = opt.step
+    opt.step = lambda *a, **k: (steps.append(1), adam_step(*a, **k))[1]  # type: ignore[method-assign]
+    stats = _run_iteration(fn, policy, ref, prompt, _toy_reward, opt, cfg, gen(14))
     expect(isinstance(stats, dict) and {"seq", "score", "kl"} <= set(stats),
            f"ppo_iteration must return a dict with at least 'seq', 'score', 'kl', got {fmt(stats, 120)}",
            hint="return dict(seq=seq, score=score, kl=kl, ...) from the rollout")
@@ -446,16 +678,30 @@ def check_ppo_iteration(fn: Callable[..., dict]) -> str:
     expect(torch.equal(seq[:, :2], prompt), "stats['seq'] does not start with the prompt",
            hint="generate continues the prompt")
     kl = stats["kl"]
-    expect(isinstance(kl, torch.Tensor) and kl.shape == (32,) and float(kl.abs().max()) < 1e-4,
-           "on the first iteration the policy IS the reference, so each sequence's KL must be 0; got "
-           f"{fmt(kl, 120)}",
+    expect(isinstance(kl, torch.Tensor) and kl.shape == (32,),
+           f"stats['kl'] must have shape (32,), got {fmt(kl, 120)}",
            hint="kl = (logp_old − logp_ref).sum(1): one number per sequence, "
                 "from the rollout before the update")
+    expect(float(kl.abs().max()) < 1e-4,
+           "on the first iteration the policy IS the reference, so each sequence's KL must be 0; got "
+           f"{fmt(kl, 120)}",
+           hint="logp_old must come from the ROLLOUT, computed once before the updates without gradients; "
+                "recomputed from the updated policy (e.g. inside the epoch loop) it makes the ratio 1 in the "
+                "update and the KL non-zero here")
     expect(torch.allclose(stats["score"], _toy_reward(seq[:, 2:])),
            "stats['score'] is not reward_fn of the sampled responses",
            hint="score = reward_fn(seq[:, prompt_len:])")
+    if len(steps) != 4:  # cfg.epochs = 2 passes over 32 sequences in minibatches of 16
+        hint = {0: "call opt.step() after loss.backward()",
+                2: "one opt.step() per MINIBATCH: cfg.epochs passes, each over minibatches of cfg.minibatch "
+                   "sequences (either the epochs or the minibatches are missing)",
+                1: "cfg.epochs passes, each over minibatches of cfg.minibatch sequences, one opt.step() each"}
+        raise CheckFailed("with cfg.epochs = 2 and cfg.minibatch = 16, 32 sequences need 4 optimiser steps "
+                          f"per iteration; ppo_iteration made {len(steps)}\n   hint: "
+                          f"{hint.get(len(steps), hint[1])}")
+    _check_exact_iteration(fn)
     for i in range(7):
-        stats = call(fn, policy, ref, prompt, _toy_reward, opt, cfg, gen(15 + i))
+        stats = _run_iteration(fn, policy, ref, prompt, _toy_reward, opt, cfg, gen(15 + i))
     for k, v in ref.state_dict().items():
         expect(torch.equal(v, ref_state[k]), f"the reference model changed ({k})",
                hint="the reference is frozen: compute logp_ref under torch.no_grad() and never step it")
@@ -474,8 +720,11 @@ def check_ppo_iteration(fn: Callable[..., dict]) -> str:
            f"the policy now writes token 3 at rate {after:.2f}, but the last rollout holds it at rate "
            f"{rollout:.2f}",
            hint="the rollout must be sampled from the POLICY (policy.gpt.generate), not from the reference")
-    return ("on a tiny GPT with a reward for token 3: first-iteration KL 0, score = reward_fn(response), "
-            "reference frozen, value head trained; 8 iterations raise token 3's frequency by more than 0.25")
+    return ("on a tiny GPT with a reward for token 3: first-iteration KL 0, score = reward_fn(response), 4 "
+            "optimiser steps per iteration; at β = 0.2 (γ, λ, ε, vf_coef, grad clip all set) the update "
+            "equals "
+            "the reference's; reference frozen, value head trained; 8 iterations raise token 3's frequency "
+            "by more than 0.25")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 7
@@ -499,6 +748,10 @@ def check_dpo_loss(fn: Callable[..., torch.Tensor]) -> str:
              "the reference is missing: use the log-RATIOS log π − log π_ref of each response"),
             (F.softplus(-((pc - rc) - (pr - rr))).mean(),
              "β is missing: multiply the margin by beta inside the sigmoid"),
+            (F.softplus(-((pc - rc) - (pr - rr)) / beta).mean(),
+             "β divides the margin; multiply: log σ(β · margin)"),
+            (-want, "wrong sign: the loss is −mean log σ(β · margin), the NEGATIVE log-likelihood"),
+            (F.softplus(-beta * ((pc - rc) - (pr - rr))).sum(), "you summed over pairs; take the mean"),
         ], "loss = −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) with sequence log-probs")
         raise CheckFailed(f"dpo_loss on 32 pairs, beta={beta}\n   expected: {float(want):.6f}\n"
                           f"   got:      {float(got):.6f}\n   hint: {hint}")
@@ -506,4 +759,12 @@ def check_dpo_loss(fn: Callable[..., torch.Tensor]) -> str:
     expect(abs(float(same) - 0.693147) < 1e-4,
            f"when the policy equals the reference the loss must be log 2 = 0.6931, got {float(same):.4f}",
            hint="the margin is zero when π = π_ref")
-    return "equals −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) on 32 pairs, and log 2 when π = π_ref"
+    far = torch.tensor([-3000.0, 3000.0])  # β · margin = ∓300: σ underflows to 0 in float32 on the first pair
+    zero = torch.zeros(2)
+    got = _scalar(call(fn, far, zero, zero, zero, beta), "dpo_loss")
+    want = reference_dpo_loss(far, zero, zero, zero, beta)
+    expect(bool(torch.isfinite(got)) and abs(float(got) - float(want)) < 1e-3,
+           f"dpo_loss with β · margin = −300 and +300 gave {float(got)}, expected {float(want):.3f}",
+           hint="log(sigmoid(x)) underflows to log(0) = −inf for x ≪ 0; use F.logsigmoid(x)")
+    return ("equals −mean log σ(β [(π_c − ref_c) − (π_r − ref_r)]) on 32 pairs, log 2 when π = π_ref, and "
+            "stays finite at β · margin = −300")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import torch
 
-from shared.checks import assert_close, call, expect, learner_check, within
+from shared.checks import assert_close, call, expect, hint_on_crash, learner_check, within
 from shared.checks.compare import gen
 from shared.positions import alibi_slopes, apply_rope, rope_cos_sin, sinusoidal_positions
 
@@ -66,20 +66,29 @@ def check_sinusoidal_encoding(sinusoidal_encoding: Callable[[int, int], torch.Te
     expect(tuple(small.shape) == (4, 6),
            f"sinusoidal_encoding(4, 6) has shape {tuple(small.shape)}, expected (4, 6)",
            hint="one row per position, one column per model dimension")
-    assert_close(small[0], torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]), "row of position 0",
-                 hint="position 0 must give sin(0)=0 in even columns and cos(0)=1 in odd columns; "
-                      "did you swap sin and cos, or start positions at 1?")
+    expect(small.dtype == torch.float32, f"sinusoidal_encoding returned dtype {small.dtype}",
+           hint="return float32, the dtype of the token embeddings it is added to: build the positions and "
+                "frequencies as float32")
+    hint = ("position 0 must give sin(0)=0 in even columns and cos(0)=1 in odd columns; "
+            "did you swap sin and cos, or start positions at 1?")
+    if torch.equal(small[0], torch.tensor([0.0, 0.0, 0.0, 1.0, 1.0, 1.0])):
+        hint = ("sin fills the first half and cos the second: interleave them, sin in the even columns and "
+                "cos in the odd ones, torch.stack([sin, cos], dim=-1).flatten(1)")
+    assert_close(small[0], torch.tensor([0.0, 1.0, 0.0, 1.0, 0.0, 1.0]), "row of position 0", hint=hint)
     expect(abs(float(small[1, 0]) - math.sin(1.0)) < 1e-5,
            f"PE[1, 0] = {float(small[1, 0]):.6f}, expected sin(1) = {math.sin(1.0):.6f}",
            hint="column 2i uses frequency 1 / 10000^(2i/d); for i = 0 that is 1")
     err = 0.0
     for n_pos, d in [(50, 16), (128, 64), (7, 2)]:
         got = call(sinusoidal_encoding, n_pos, d)
-        err = max(err, assert_close(
-            got, sinusoidal_positions(n_pos, d), f"sinusoidal_encoding({n_pos}, {d})",
-            hint="PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)): check the "
-                 "sign of the exponent (low columns must oscillate fastest) and that sin/cos interleave",
-        ))
+        hint = ("PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)): check the "
+                "sign of the exponent (low columns must oscillate fastest) and that sin/cos interleave")
+        half = torch.arange(n_pos, dtype=torch.float32)[:, None] * 10000.0 ** (-torch.arange(d // 2) / d)
+        if isinstance(got, torch.Tensor) and torch.allclose(
+                got, torch.stack([half.sin(), half.cos()], -1).flatten(1), atol=1e-5):
+            hint = "the exponent is 2i/d (i = 0 .. d/2 - 1, the pair's index), not i/d: 10000^(-2i/d)"
+        err = max(err, assert_close(got, sinusoidal_positions(n_pos, d), f"sinusoidal_encoding({n_pos}, {d})",
+                                    hint=hint))
     return ("matches shared.model.sinusoidal_positions (Vaswani et al. 2017, §3.5) for 3 sizes, "
             f"{within(err, 1e-5)}")
 
@@ -95,11 +104,18 @@ def check_add_learned_positions(add_learned_positions: Callable[[torch.Tensor, t
     g = gen(3)
     table = torch.randn(16, 8, generator=g)  # (block_size, C)
     x = torch.randn(2, 10, 8, generator=g)  # (B, T, C)
-    got = call(add_learned_positions, x, table)
+    before = x.clone()
+    with hint_on_crash("T is x.size(1), the sequence length (x is (B, T, C)); table[:T] is (T, C) and "
+                       "broadcasts over the batch"):
+        got = call(add_learned_positions, x, table)
+    expect(torch.equal(x, before), "add_learned_positions changed its input x in place",
+           hint="x += table[:T] overwrites the caller's embeddings: return x + table[:T], a new tensor")
     err = assert_close(got, x + table[:10], "add_learned_positions(x of T=10, table of 16 rows)",
                        hint="position t uses row t of the table, starting at row 0, the same rows for every "
                             "sequence in the batch: x + table[:T]")
-    full = call(add_learned_positions, x[:, :1].expand(2, 16, 8), table)
+    with hint_on_crash("T == block_size is allowed: positions 0 .. block_size - 1 all have a row; raise only "
+                       "when T > block_size"):
+        full = call(add_learned_positions, x[:, :1].expand(2, 16, 8).clone(), table)
     assert_close(full, x[:, :1] + table, "T equal to the table length (16)",
                  hint="the last trained position (block_size - 1) is still allowed")
     raised: Exception | None = None
@@ -112,9 +128,8 @@ def check_add_learned_positions(add_learned_positions: Callable[[torch.Tensor, t
     expect(isinstance(raised, ValueError),
            "add_learned_positions with T=17 > 16 table rows must raise ValueError, "
            + ("it returned a tensor" if raised is None else f"it raised {type(raised).__name__}"),
-           hint="a learned table has no row for a position it never saw; check T against "
-                "table.shape[0] first and raise ValueError saying so (slicing "
-                "would silently give fewer rows)")
+           hint="a learned table has no row for a position it never saw; check T against table.shape[0] "
+                "first and raise ValueError saying so (slicing would silently give fewer rows)")
     expect("16" in str(raised), f"the ValueError should name the trained length 16, got: {raised}",
            hint="say how many positions the table holds, e.g. f'only {table.shape[0]} "
                 "positions were learned'")
@@ -131,10 +146,16 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
     g = gen(0)
     x = torch.randn(2, 3, 5, 8, generator=g)  # (B, h, T, hs)
     pos = torch.arange(5)
+    before = x.clone()
     got = call(rope, x, pos)
     expect(isinstance(got, torch.Tensor) and got.shape == x.shape,
            f"apply_rope must return a tensor of the input's shape {tuple(x.shape)}",
-           hint="rotate pairs in place: concatenate the two rotated halves back to hs features")
+           hint="concatenate the two rotated halves back to hs features")
+    expect(torch.equal(x, before), "apply_rope changed its input x in place",
+           hint="writing the rotated halves into x[..., :half] changes the caller's queries and keys: build "
+                "and return a new tensor, torch.cat([a', b'], dim=-1)")
+    expect(got.dtype == x.dtype, f"apply_rope returned dtype {got.dtype} for a {x.dtype} input",
+           hint="return x.dtype: compute the angles in float64 if you like, then cast cos and sin to x.dtype")
     expected = reference_rope(x, pos)
     if not torch.allclose(got, expected, atol=1e-5):
         if torch.allclose(got, interleaved_rope(x, pos), atol=1e-5):
@@ -143,6 +164,13 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
                     "(and every model that loads these weights) must use the same one")
         elif torch.allclose(got, reference_rope(x, pos + 1), atol=1e-5):
             hint = "positions start at 0: the first token must not be rotated at all"
+        elif torch.allclose(got, apply_rope(x, *(t[:, : x.size(-1) // 2]  # θ_i = base^(-i/hs)
+                                                 for t in rope_cos_sin(pos, 2 * x.size(-1)))), atol=1e-5):
+            hint = ("the exponent is 2i/hs (i = 0 .. hs/2 - 1, the pair's index), not i/hs: "
+                    "θ_i = base^(-2i/hs)")
+        elif torch.allclose(got, reference_rope(x, -pos), atol=1e-5):
+            hint = ("it rotates the wrong way (by -mθ_i): a' = a cos − b sin, b' = a sin + b cos, a turn by "
+                    "+mθ_i")
         elif torch.allclose(x[..., 0, :], got[..., 0, :], atol=1e-6):
             hint = ("frequencies: θ_i = base^(-2i/hs) (i = 0 .. hs/2-1), so the first pair turns fastest "
                     "(1 radian per position) and the last slowest; check the sign of the exponent")
@@ -167,6 +195,14 @@ def check_apply_rope(rope: Callable[..., torch.Tensor]) -> str:
                  "apply_rope(x, positions 0, 0.25, 0.5, 0.75, 1) vs shared.model.apply_rope",
                  hint="positions need not be integers: position interpolation passes m·L_train/L. Turn them "
                       "into floats before multiplying by θ_i; do not round, index a table or cast to long")
+    # another base (long-context models raise it, e.g. 500 000 in LLaMA 3)
+    got = call(rope, x, later, 500.0)
+    if not torch.allclose(got, reference_rope(x, later, 500.0), atol=1e-5):
+        hint = "θ_i = base^(-2i/hs) with the base passed in"
+        if torch.allclose(got, reference_rope(x, later), atol=1e-5):
+            hint = "use the `base` argument: base=500 gave the rotation of base 10000"
+        assert_close(got, reference_rope(x, later, 500.0),
+                     "apply_rope(x, positions 7..11, base=500) vs shared.model.apply_rope", hint=hint)
     # properties at realistic sizes
     q = torch.randn(64, generator=g)
     k = torch.randn(64, generator=g)
@@ -196,18 +232,28 @@ def check_alibi_bias(alibi_bias: Callable[[int, int], torch.Tensor]) -> str:
     """Compare with −alibi_slopes(n)·(i − j) under a causal mask, for power-of-two and other head counts."""
     for n_head in (8, 4, 1, 2):
         got = call(alibi_bias, n_head, 6)
+        hint = "one (T, T) matrix per head: rows are queries i, columns keys j"
+        if isinstance(got, torch.Tensor) and got.ndim == 3 and got.shape[0] != n_head:
+            hint = (f"{got.shape[0]} heads instead of {n_head}: take the p = 2^floor(log2 n) slopes, then "
+                    "exactly n_head - p more (none when n is a power of two; every other slope of the "
+                    "2p-head sequence when it is not a power of two)")
         expect(isinstance(got, torch.Tensor) and tuple(got.shape) == (n_head, 6, 6),
                f"alibi_bias({n_head}, 6) must have shape ({n_head}, 6, 6), got "
-               f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}",
-               hint="one (T, T) matrix per head: rows are queries i, columns keys j")
+               f"{tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__}", hint=hint)
+        expect(got.dtype == torch.float32, f"alibi_bias returned dtype {got.dtype}",
+               hint="return float32: the bias is added to float32 attention scores")
         expect(bool(torch.isneginf(got[:, 0, 1:]).all()) and bool(torch.isfinite(got.tril()).all()),
                "keys after the query (j > i) must be -inf and every j <= i finite",
                hint="mask with j > i -> float('-inf'); the diagonal (distance 0) is 0")
         slopes = -got[:, 1, 0]  # (nh,) bias at distance 1
-        assert_close(slopes, alibi_slopes(n_head),
-                     f"slopes for n_head={n_head} (minus the bias at distance 1)",
-                     hint="the slopes are 2^(-8/n), 2^(-16/n), …, 2^(-8): the first is 2^(-8/n), not 1, "
-                          "and the last 2^(-8) (Press et al. 2022, §3)")
+        hint = ("the slopes are 2^(-8/n), 2^(-16/n), …, 2^(-8): the first is 2^(-8/n), not 1, "
+                "and the last 2^(-8) (Press et al. 2022, §3)")
+        if torch.allclose(-slopes, alibi_slopes(n_head)):
+            hint = ("the bias has the wrong sign: bias = -slope·(i − j), at most 0 for the keys j <= i, so "
+                    "that farther keys get a larger penalty")
+        assert_close(slopes, alibi_slopes(n_head), f"slopes for n_head={n_head} (minus the bias at distance "
+                                                   f"1)",
+                     hint=hint)
         assert_close(got, reference_alibi_bias(n_head, 6), f"alibi_bias({n_head}, 6)",
                      hint="bias[h, i, j] = -slope_h · (i - j): it grows linearly with the distance")
     for n_head in (6, 12):

@@ -89,6 +89,13 @@ _PARAM_CONFIGS = [
 ]
 
 
+def _count(d: int, L: int, f: int, b: int, norms: int = 2, attn_biases: int = 4) -> int:
+    """N with one piece changed, to name a bug: the MLP width f, biases b, LayerNorms per block, attention
+    biases (in units of d)."""
+    ln = d * (1 + b)
+    return L * (norms * ln + 4 * d * d + attn_biases * d * b + 2 * d * f + (f + d) * b) + ln
+
+
 @learner_check(1, "non_embedding_params")
 def check_non_embedding_params(non_embedding_params: Callable[[GPTConfig], int]) -> str:
     for kw in _PARAM_CONFIGS:
@@ -103,23 +110,37 @@ def check_non_embedding_params(non_embedding_params: Callable[[GPTConfig], int])
         if got == expected:
             continue
         d, L, V, T, f = cfg.d_model, cfg.n_layer, cfg.vocab_size, cfg.block_size, cfg.ff_dim
+        b = int(cfg.bias)
+        head = not cfg.tie_embeddings
         diagnoses = [
             (expected + V * d + T * d,
              "you counted the token and position embeddings (V·d + T·d); Kaplan's N "
              "excludes all vocabulary and positional embeddings"),
-            (expected + V * d, "you counted the token embedding (V·d); Kaplan's N excludes it"),
+            (expected + V * d, "you counted V·d: the token embedding or the untied lm_head (it cannot tell "
+                               "which); Kaplan's N excludes both" if head else
+             "you counted the token embedding (V·d); Kaplan's N excludes it"),
             (expected + T * d, "you counted the position embedding (T·d); Kaplan's N excludes it"),
             (12 * L * d * d, "12·n_layer·d_model² is Kaplan's approximation; count the biases and the "
              "LayerNorm gains/biases too, and use cfg.ff_dim for the MLP width"),
             (expected - d * (1 + int(cfg.bias)), "the final LayerNorm ln_f is missing"),
+            (_count(d, L, f, b, norms=1),
+             "each block has two LayerNorms (ln_1 before attention, ln_2 before the MLP)"),
+            (_count(d, L, f, b, attn_biases=2),
+             "c_attn's bias has 3·d entries (q, k and v) and c_proj's d: 4·d attention biases"),
         ]
-        if cfg.tie_embeddings is False:
-            diagnoses.append((expected + V * d,
-                              "an untied lm_head (V·d) is an output embedding: leave it out"))
-        hint = next((h for value, h in diagnoses if got == value),
-                    "per block: 2 LayerNorms, attention 4·d² (+4·d biases), MLP 2·d·d_ff (+d_ff + d "
-                    f"biases); plus ln_f. Biases only when cfg.bias (here {cfg.bias}); d_ff = cfg.ff_dim = "
-                    f"{f}")
+        if f != 4 * d:
+            diagnoses.append((_count(d, L, 4 * d, b),
+                              f"the MLP width is cfg.ff_dim (here {f}), not 4·d_model"))
+        if not cfg.bias:
+            diagnoses.append((_count(d, L, f, 1),
+                              "biases only when cfg.bias (here False): no Linear or LayerNorm biases"))
+        found = [h for value, h in diagnoses if got == value]  # two bugs can give the same count: name both
+        hint = (" OR ".join(found) + (" (both give this count: it cannot tell "
+                                      "which)" if len(found) > 1 else "")
+                if found else
+                "per block: 2 LayerNorms, attention 4·d² (+4·d biases), MLP 2·d·d_ff (+d_ff + d "
+                f"biases); plus ln_f. Biases only when cfg.bias (here {cfg.bias}); d_ff = cfg.ff_dim = "
+                f"{f}")
         raise _fail(f"non_embedding_params wrong for GPTConfig({kw})", expected, got, hint)
     return (f"matches GPT(cfg).num_params(non_embedding=True) on {len(_PARAM_CONFIGS)} configs "
             "(with/without biases, custom d_ff, untied head)")
@@ -145,7 +166,9 @@ def check_training_flops(training_flops: Callable[..., float]) -> str:
             4.0: "the backward pass costs 2× the forward (gradients w.r.t. activations AND weights): 6·N·D",
             3.0: "a multiply-add is 2 FLOPs: forward 2·N·D, backward 4·N·D, total 6·N·D",
             1.0: "count FLOPs, not multiply-adds of the forward pass: 6·N·D",
-        }.get(round(got / (N * D), 6), "C = 6·N·D (Kaplan et al. 2020, §2.1)")
+        }.get(round(got / (N * D), 6), "multiply the per-token cost by n_tokens: C = "
+                                       "6·N·D" if _rel(got, 6.0 * N) < 1e-9
+              else "C = 6·N·D (Kaplan et al. 2020, §2.1)")
         raise _fail(f"training_flops(n_params={N}, n_tokens={D})", expected, got, hint)
     cfg = GPTConfig(vocab_size=69, block_size=32, n_layer=2, n_head=2, d_model=32)
     model = GPT(cfg)
@@ -160,11 +183,26 @@ def check_training_flops(training_flops: Callable[..., float]) -> str:
         hint = ("the attention term is 12·n_layer·context·d_model per token: q·kᵀ and the weighted sum of v "
                 "are 2·T·d FLOPs each per layer forward, ×3 for forward + backward"
                 + (" (you have half of it: only one of the two products)" if abs(ratio - 0.5) < 1e-6 else "")
-                + (" (you left it out)" if abs(ratio) < 1e-12 else ""))
+                + (" (you left it out)" if abs(ratio) < 1e-12 else "")
+                + (" (yours is not multiplied by the n_tokens D: it is a cost per token)"
+                   if _rel(attn, 12.0 * 2 * 32 * 32) < 1e-6 else ""))
         raise _fail("training_flops(N, D, n_layer=2, context=32, d_model=32) vs "
                     "(GPT.flops_per_token() − 6·V·d)·D", want, got, hint)
+    # context ≠ d_model, so that each argument counts where it should
+    got = _number(call(training_flops, n, D, n_layer=3, context=16, d_model=48),
+                  "training_flops(N, D, n_layer=3, context=16, d_model=48)")
+    want3 = reference_training_flops(n, D, 3, 16, 48)
+    if _rel(got, want3) > 1e-9:
+        swaps = {reference_training_flops(n, D, 3, 48, 48): "d_model is used where the context T belongs",
+                 reference_training_flops(n, D, 3, 16, 16): "the context T is used where d_model belongs",
+                 reference_training_flops(n, D, 1, 16, 48): "n_layer is ignored"}
+        hint = next((h for v, h in swaps.items() if _rel(got, v) < 1e-9), "12·n_layer·context·d_model per "
+                                                                          "token")
+        raise _fail("training_flops(N, D, n_layer=3, context=16, d_model=48)", want3, got,
+                    f"{hint}: the attention term is 12·n_layer·context·d_model·D")
     return ("6·N·D matches, and with the attention term it equals (GPT.flops_per_token() − 6·V·d_model)·D "
-            f"= {want:.4g} for a 2-layer d_model=32 model")
+            f"= {want:.4g} for a 2-layer d_model=32 model, and 6·N·D + 12·n_layer·T·d_model·D for n_layer = "
+            "3, T = 16, d_model = 48")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -215,16 +253,32 @@ def check_fit_power_law(fit_power_law: Callable[[Any, Any], tuple[float, float, 
                 hint = "alpha is MINUS the slope of log y on log x: y = a·x^(−alpha) falls when alpha > 0"
             else:
                 slope_lin = np.polyfit(x, y, 1)[0]
-                hint = ("fit a straight line to (log x, log y), not to (x, y) or (x, log y): a power law is "
-                        "a line only on log-log axes, and a linear-space fit is "
-                        "dominated by the largest values"
-                        + (" (your alpha matches a linear-space slope)" if abs(alpha + slope_lin) < 1e-6
-                           else ""))
+                u, v = np.log(x), np.log(y - offset)
+                du, dv = u - u.mean(), v - v.mean()
+                semilog = np.polyfit(x, v, 1)[0]
+                if offset and abs(alpha - reference_power_law(x, y + 2 * offset, offset)[1]) < 1e-9:
+                    hint = ("subtract the offset (the irreducible loss E) from y: log(y − offset), not "
+                            "log(y + offset)")
+                elif abs(alpha + float((du * dv).sum() / (dv * dv).sum())) < 1e-6 * max(1.0, abs(ealpha)):
+                    hint = ("regress log y on log x: slope = Σ(u−ū)(v−v̄) / Σ(u−ū)², not over Σ(v−v̄)² "
+                            "(that is log x on log y)")
+                elif abs(alpha + slope_lin) < 1e-6 or abs(alpha + semilog) < 1e-6:
+                    hint = ("fit a straight line to (log x, log y), not to (x, y) or (x, log y): a power "
+                            "law is a line only on log-log axes, and a linear-space fit is dominated by the "
+                            "largest values"
+                            + (" (your alpha matches a linear-space slope)" if abs(alpha + slope_lin) < 1e-6
+                               else ""))
+                else:
+                    hint = ("alpha = −slope of the least-squares line of v = log(y − offset) on u = log x: "
+                            "slope = Σ(u−ū)(v−v̄) / Σ(u−ū)²")
             raise _fail(f"fit_power_law on {what}: alpha", ealpha, alpha, hint)
         if _rel(a, ea) > 1e-6:
             hint = ("a = exp(intercept) of the line log y = log a − alpha·log x"
                     if abs(a - math.log(ea)) < 1e-6 * max(1.0, abs(math.log(ea))) else
                     "the prefactor a = exp(mean(log y) + alpha·mean(log x))")
+            if _rel(a, math.exp(math.log10(ea))) < 1e-6:
+                hint = ("you took log10, whose intercept is log10 a: use np.log (natural logs) throughout, "
+                        "so that a = exp(intercept)")
             raise _fail(f"fit_power_law on {what}: a", ea, a, hint)
         if abs(r2 - er2) > 1e-6:
             raise _fail(f"fit_power_law on {what}: r2", er2, r2,
@@ -277,6 +331,9 @@ def check_isoflop_optimum(isoflop_optimum: Callable[..., tuple[float, float, flo
                 hint = "fit the parabola in ln N, not in N: IsoFLOP curves are parabolas on a log-N axis"
             elif any(_rel(n_opt, float(v)) < 1e-9 for v in n):
                 hint = "the vertex of the fitted parabola, not the best measured point: N* = exp(−b / (2a))"
+            elif _rel(n_opt, math.exp(math.log10(en))) < 1e-6:
+                hint = ("the parabola was fitted in log10 N but the vertex taken with exp: fit in u = "
+                        "np.log(N) (natural log), N* = exp(−b / (2a))")
             elif _rel(n_opt, math.exp(-math.log(en))) < 1e-6:
                 hint = "mind the sign: the vertex of a·u² + b·u + c is at u = −b / (2a)"
             else:
@@ -329,6 +386,8 @@ def check_chinchilla_loss(chinchilla_loss: Callable[..., Any]) -> str:
                 (c["A"] / n ** c["alpha"] + c["B"] / d ** c["beta"], "add the irreducible loss E = 1.69"),
                 (c["E"] + c["A"] * n ** c["alpha"] + c["B"] * d ** c["beta"],
                  "the loss FALLS with N and D: divide by N^α and D^β"),
+                (c["E"] + (c["A"] / n) ** c["alpha"] + (c["B"] / d) ** c["beta"],
+                 "the exponent applies to N alone: A / N**alpha, not (A / N)**alpha"),
             ]
             hint = next((h for v, h in bugs if abs(got - v) < 1e-9 * max(1.0, abs(v))),
                         "L = E + A / N**alpha + B / D**beta with the defaults of the signature")
@@ -349,6 +408,17 @@ def check_chinchilla_loss(chinchilla_loss: Callable[..., Any]) -> str:
                     f"array of shape {want.shape}",
                     got, "use elementwise numpy operations (**, /) so that arrays "
                          "broadcast; no math.pow or float()")
+    custom = dict(E=2.0, A=100.0, B=300.0, alpha=0.5, beta=0.3)  # another law: every argument counts
+    got = _number(call(chinchilla_loss, 1e6, 1e9, **custom), "chinchilla_loss(1e6, 1e9, E=2, A=100, B=300, "
+                                                             "alpha=0.5, beta=0.3)")
+    want = float(reference_chinchilla_loss(1e6, 1e9, **custom))
+    if abs(got - want) > 1e-9 * max(1.0, abs(want)):
+        ignored = [k for k in custom if abs(got - float(reference_chinchilla_loss(
+            1e6, 1e9, **{**custom, k: CHINCHILLA[k]}))) < 1e-9 * max(1.0, abs(want))]
+        raise _fail("chinchilla_loss(1e6, 1e9, E=2, A=100, B=300, alpha=0.5, beta=0.3)", want, got,
+                    (f"the argument {ignored[0]} is ignored (the published value is "
+                     "hard-coded)" if ignored else
+                     "use the arguments E, A, B, alpha, beta") + ": L = E + A / N**alpha + B / D**beta")
     e = float(reference_chinchilla_loss(70e9, 1.4e12))
     return (f"matches E + A/N^α + B/D^β at 4 points (Chinchilla 70B on 1.4T tokens: L = {e:.4f}) and on a "
             "broadcast grid")
@@ -382,8 +452,15 @@ def check_chinchilla_optimal(chinchilla_optimal: Callable[..., tuple[float, floa
                 enumerate(_tuple(call(chinchilla_optimal, C), 2, "chinchilla_optimal", "n_opt, d_opt")))
         en, ed = numeric_chinchilla_optimal(C)
         if _rel(n, en) > 1e-4 or _rel(d, ed) > 1e-4:
+            G_swapped = (c["beta"] * c["A"] / (c["alpha"] * c["B"])) ** (1 / (c["alpha"] + c["beta"]))
+            if _rel(n, en) <= 1e-4:
+                raise _fail(f"chinchilla_optimal({C:g}): d_opt", ed, d,
+                            "N* is right; D* must spend the rest of the budget: D* = C / (6·N*)")
             bugs = [
                 (G * C**a_exp, "use C/6, not C: the budget is C = 6·N·D, so N·D = C/6"),
+                ((c["alpha"] * c["A"] / (c["beta"] * c["B"])) * (C / 6) ** a_exp,
+                 "G = (αA / (βB))^(1/(α+β)): the exponent 1/(α+β) is missing"),
+                (G_swapped * (C / 6) ** a_exp, "α and β are swapped inside G: G = (αA / (βB))^(1/(α+β))"),
                 (G * (C / 6) ** b_exp,
                  "the exponents are swapped: N* ∝ (C/6)^(β/(α+β)), D* ∝ (C/6)^(α/(α+β))"),
                 ((C / 6) ** a_exp / G, "G multiplies N* and divides D*: G = (αA / (βB))^(1/(α+β))"),
@@ -394,6 +471,15 @@ def check_chinchilla_optimal(chinchilla_optimal: Callable[..., tuple[float, floa
                         (en, ed), (n, d), hint)
         expect(_rel(6 * n * d, C) < 1e-6, f"chinchilla_optimal({C:g}): 6·N*·D* = {6 * n * d:.4g} ≠ C",
                hint="D* must spend the rest of the budget: D* = C / (6·N*)")
-    n, d = chinchilla_optimal(5.76e23)
+    custom = dict(E=2.0, A=100.0, B=300.0, alpha=0.5, beta=0.3)
+    n, d = (_number(v, f"chinchilla_optimal(1e20, custom law)[{i}]") for i, v in
+            enumerate(_tuple(call(chinchilla_optimal, 1e20, **custom), 2, "chinchilla_optimal",
+                             "n_opt, d_opt")))
+    en, ed = numeric_chinchilla_optimal(1e20, **custom)
+    if _rel(n, en) > 1e-4 or _rel(d, ed) > 1e-4:
+        raise _fail("chinchilla_optimal(1e20, E=2, A=100, B=300, alpha=0.5, beta=0.3) vs a numerical "
+                    "minimisation",
+                    (en, ed), (n, d), "use the arguments A, B, alpha, beta, not the published constants")
+    n, d = _tuple(call(chinchilla_optimal, 5.76e23), 2, "chinchilla_optimal", "n_opt, d_opt")
     return (f"matches scipy's minimisation of L(N, C/6N) at C = 1e18, 5.76e23, 1e26 (Gopher's budget: "
             f"N* = {n / 1e9:.1f} B, D* = {d / 1e12:.2f} T, {d / n:.0f} tokens/parameter)")

@@ -114,6 +114,12 @@ def check_sliding_window_mask(sliding_window_mask: Callable[[int, int], torch.Te
                 (_window_mask(T, W) & ~torch.eye(T, dtype=torch.bool),
                  "the diagonal is missing: a query must see itself (j = i)"),
                 (~_window_mask(T, W), "the mask is inverted: True means MAY attend"),
+                (_window_mask(T, W).T,
+                 "the mask is transposed: rows are queries i, columns are keys j (i = "
+                 "torch.arange(T)[:, None], j = torch.arange(T)[None, :]), so that query i sees the keys "
+                 "before it, not after"),
+                (_window_mask(T, T),
+                 "the window is ignored: this is the plain causal mask; also require j > i - W"),
             ],
             "query i sees key j iff i - W < j <= i (itself and the W - 1 keys before it)",
         )
@@ -144,13 +150,42 @@ def _banded_unmasked_padding(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, 
     return F.scaled_dot_product_attention(q, k_pad, v_pad, attn_mask=mask, scale=1 / math.sqrt(hs))
 
 
+def _banded_variant(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, W: int, softmax_dim: int = -1,
+                    pad_after: bool = False, mix_keys: bool = False) -> torch.Tensor:
+    """Banded attention with one known bug switched on (softmax over the query axis, padding after the
+    sequence, the keys averaged instead of the values); all off it is the right answer."""
+    T, hs = q.size(-2), q.size(-1)
+    W = min(W, T)
+    pad = (0, 0, 0, W - 1) if pad_after else (0, 0, W - 1, 0)
+    k_win, v_win = F.pad(k, pad).unfold(2, W, 1), F.pad(v, pad).unfold(2, W, 1)  # (B, H, T, hs, W)
+    scores = torch.einsum("bhtd,bhtdw->bhtw", q, k_win) / math.sqrt(hs)  # (B, H, T, W)
+    key_pos = torch.arange(T)[:, None] - (W - 1) + torch.arange(W)[None, :]  # (T, W)
+    weights = torch.softmax(scores.masked_fill(key_pos < 0, float("-inf")), dim=softmax_dim)
+    return torch.einsum("bhtw,bhtdw->bhtd", weights, k_win if mix_keys else v_win)  # (B, H, T, hs)
+
+
+def _expect_inputs_unchanged(name: str, given: tuple[torch.Tensor, ...],
+                             copies: tuple[torch.Tensor, ...]) -> None:
+    """Fail if the learner's function changed q, k or v (compared with copies taken before the call)."""
+    for label, t, before in zip("qkv", given, copies, strict=True):
+        expect(torch.equal(t, before), f"{name} changed its input {label} in place",
+               hint=f"never modify {label} in place ({label} /= ..., {label}.mul_(...)): the caller uses it "
+                    f"again; compute a new tensor instead ({label} = {label} / ...)")
+
+
 @learner_check(2, "banded_attention")
 def check_banded_attention(banded_attention: Callable[..., torch.Tensor]) -> str:
     B, H, T, hs = 2, 3, 13, 8
     q, k, v = randn(B, H, T, hs, seed=20), randn(B, H, T, hs, seed=21), randn(B, H, T, hs, seed=22)
     worst = 0.0
+    copies = (q.clone(), k.clone(), v.clone())
     for W in (1, 4, 13, 20):
         got = call(banded_attention, q, k, v, W)
+        _expect_inputs_unchanged("banded_attention", (q, k, v), copies)
+        nan_rows = int(torch.isnan(got).any(-1).sum()) if isinstance(got, torch.Tensor) else 0
+        expect(nan_rows == 0, f"banded_attention (T={T}, W={W}) returned NaN in {nan_rows} rows",
+               hint="a row with every window slot masked gives NaN: slot w of row t holds key position "
+                    "t - W + 1 + w; mask only the negative positions (slot W - 1, the query itself, never)")
         if W >= T:
             expected = F.scaled_dot_product_attention(q, k, v, is_causal=True)  # (B, H, T, hs)
             what = f"banded_attention with W={W} >= T={T} vs SDPA is_causal=True"
@@ -169,6 +204,15 @@ def check_banded_attention(banded_attention: Callable[..., torch.Tensor]) -> str
                 (_sdpa_window(q, k, v, _window_mask(T, W, lo_offset=-1)),
                  "each query sees only W - 1 keys: the "
                  "window holds keys t - W + 1 .. t, W of them"),
+                (_banded_variant(q, k, v, W, softmax_dim=-2),
+                 "softmax over the wrong axis: normalise each query's W window slots, "
+                 "torch.softmax(scores, dim=-1)"),
+                (_banded_variant(q, k, v, W, pad_after=True),
+                 "you padded AFTER the sequence: pad the W - 1 zero rows BEFORE position 0, "
+                 "F.pad(k, (0, 0, W - 1, 0)), so that row t holds keys t - W + 1 .. t"),
+                (_banded_variant(q, k, v, W, mix_keys=True),
+                 "the weights must average the values v, not the keys: unfold v like k and weight "
+                 "v's window"),
             ],
             "row t of the window holds keys t - W + 1 .. t (pad W - 1 rows in front and unfold), mask the "
             "padding, softmax over the W slots, weight the values",
@@ -196,8 +240,8 @@ def check_banded_attention(banded_attention: Callable[..., torch.Tensor]) -> str
 
 # ----------------------------------------------------------------------------------------------- TODO 3
 
-RING_SLOT = ("write the new key at slot pos % W: the buffer has only W slots and "
-             "position pos reuses the oldest one")
+RING_SLOT = ("write the new key at slot pos % W, with W = cache_k.size(2) (the slot axis): the buffer has "
+             "only W slots and position pos reuses the oldest one")
 
 
 def _ring_unit_test(ring_kv_update: Callable[..., Any]) -> None:
@@ -230,7 +274,8 @@ def _ring_unit_test(ring_kv_update: Callable[..., Any]) -> None:
                 "return only the pos + 1 slots written so far while pos < W: the others hold zeros, "
                 "and zero keys would still get attention weight"
                 if pos < W and got_k.size(2) == W
-                else "return the last min(pos + 1, W) keys, shape (B, H, min(pos + 1, W), hs)"
+                else "return the last min(pos + 1, W) keys, shape (B, H, min(pos + 1, W), hs), with W = "
+                     "cache_k.size(2), the number of slots (not the head size, dim -1)"
             )
             expect_equal(tuple(got_k.shape), tuple(exp_k.shape), f"{what}: shape", hint=hint)
         same_set = torch.equal(got_k.sort(dim=2).values, exp_k.sort(dim=2).values)
@@ -309,29 +354,93 @@ def check_ring_kv_cache(ring_kv_update: Callable[..., Any]) -> str:
 
 def _online_reference(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, block_size: int, window: int | None,
-    rescale: bool = True, guard: bool = True, divide: bool = True,
+    rescale: str = "both", guard: bool = True, divide: bool = True, update_m: bool = True,
+    offset: bool = True, drop_tail: bool = False, diagonal: bool = True, subtract_max: bool = True,
 ) -> torch.Tensor:
-    """Online softmax with switchable bugs (no rescale, no -inf guard, no final division)."""
+    """Online softmax with switchable bugs: rescale "both", "l" (acc not rescaled) or "none"; no -inf guard;
+    no final division; the running max never updated; key positions restarting at 0 in every block; the
+    last T % block_size keys skipped; the diagonal masked (j < i)."""
     T, hs = q.size(-2), q.size(-1)
-    m = torch.full((*q.shape[:-1], 1), float("-inf"))
-    l = torch.zeros(*q.shape[:-1], 1)  # noqa: E741 - the paper's name
-    acc = torch.zeros(*q.shape[:-1], v.size(-1))
+    m = torch.full((*q.shape[:-1], 1), float("-inf"), dtype=q.dtype)
+    l = torch.zeros(*q.shape[:-1], 1, dtype=q.dtype)  # noqa: E741 - the paper's name
+    acc = torch.zeros(*q.shape[:-1], v.size(-1), dtype=q.dtype)
     q_pos = torch.arange(T)[:, None]
-    for start in range(0, T, block_size):
+    for start in range(0, T - T % block_size if drop_tail else T, block_size):
         kb, vb = k[:, :, start : start + block_size], v[:, :, start : start + block_size]
-        k_pos = torch.arange(start, start + kb.size(2))[None, :]
-        allowed = k_pos <= q_pos
+        k_pos = torch.arange(start if offset else 0, (start if offset else 0) + kb.size(2))[None, :]
+        allowed = (k_pos <= q_pos) if diagonal else (k_pos < q_pos)
         if window is not None:
             allowed = allowed & (k_pos > q_pos - window)
         s = ((q @ kb.transpose(-2, -1)) / math.sqrt(hs)).masked_fill(~allowed, float("-inf"))
         m_new = torch.maximum(m, s.amax(-1, keepdim=True))
         m_use = m_new.masked_fill(m_new == float("-inf"), 0.0) if guard else m_new
+        if not subtract_max:
+            m_use = m = torch.zeros_like(m_new)
         p = torch.exp(s - m_use)
-        alpha = torch.exp(m - m_use) if rescale else torch.ones_like(m)
+        alpha = torch.exp(m - m_use) if rescale != "none" else torch.ones_like(m)
         l = alpha * l + p.sum(-1, keepdim=True)  # noqa: E741
-        acc = alpha * acc + p @ vb
-        m = m_new
+        acc = (alpha if rescale == "both" else 1.0) * acc + p @ vb
+        if update_m:
+            m = m_new
     return acc / l if divide else acc
+
+
+NAN_GUARD = ("a query whose every key in the blocks so far is masked has running max -inf, and "
+             "exp(-inf - (-inf)) = NaN: subtract a safe max (0 where the max is still -inf)")
+
+
+def _online_bugs(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bs: int,
+                 window: int | None) -> list[tuple[torch.Tensor, str]]:
+    """(answer of a known bug, its hint) for one case of the online-softmax check, most specific first."""
+    T = q.size(-2)
+    bugs = [
+        (_online_reference(q, k, v, bs, window, rescale="none"),
+         "when the running max grows, rescale the "
+         "running sum AND the accumulator by exp(m_old - m_new) before adding the new block"),
+        (_online_reference(q, k, v, bs, window, rescale="l"),
+         "the accumulator acc was not rescaled: when the max grows, acc = exp(m_old - m_new)·acc + p @ v, "
+         "like l"),
+        (_online_reference(q, k, v, bs, window, divide=False),
+         "divide the accumulator by the running sum l at the end (the softmax normaliser)"),
+        (_online_reference(q, k, v, bs, window, update_m=False),
+         "the running max is never updated: set m = m_new at the end of every block"),
+        (_online_reference(q, k, v, bs, window, offset=False),
+         "the key positions of the block that begins at `start` are start .. start + b - 1: "
+         "k_pos = torch.arange(start, start + kb.size(2)), not arange(b)"),
+        (_online_reference(q, k, v, bs, window, drop_tail=True),
+         "the last T % block_size keys were never visited: loop over range(0, T, block_size) and slice "
+         "k[:, :, start : start + block_size] (the last block may be shorter)"),
+        (_online_reference(q, k, v, bs, window, diagonal=False),
+         "a query must see itself: the causal rule is key j <= query i (k_pos <= q_pos), not j < i"),
+        (_sdpa_window(q, k, v, reference_window_mask(T, T if window is None else window), scale=1.0),
+         "divide the scores by sqrt(hs)"),
+    ]
+    if window is not None:
+        bugs += [
+            (_sdpa_window(q, k, v, _window_mask(T, window, lo_offset=1)), OFF_BY_ONE_WIDE),
+            (F.scaled_dot_product_attention(q, k, v, is_causal=True),
+             "the window argument is ignored: with window=W also mask the keys j <= i - W"),
+        ]
+    return bugs
+
+
+def _nan_hint(got: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bs: int,
+              window: int | None) -> str:
+    """Which bug puts NaN in exactly these rows (a query whose l stayed 0, or exp(-inf + inf))."""
+    rows = torch.isnan(got).any(-1)
+    no_guard = _online_reference(q, k, v, bs, window, guard=False)
+    if torch.equal(rows, torch.isnan(no_guard).any(-1)):
+        return NAN_GUARD
+    no_max = _online_reference(q, k, v, bs, window, subtract_max=False)
+    if torch.equal(rows, torch.isnan(no_max).any(-1)):
+        return ("exp overflowed (inf / inf = NaN): subtract the running max before exp, p = exp(s - m_new), "
+                "and rescale by exp(m_old - m_new)")
+    for answer, hint in _online_bugs(q, k, v, bs, window):
+        if bool(torch.isnan(answer).any()) and torch.equal(rows, torch.isnan(answer).any(-1)):
+            return hint
+    return ("NaN comes from 0/0 (a query that never got an allowed key, so l = 0) or from "
+            "exp(-inf - (-inf)): could be the mask (key positions start .. start + b - 1, j <= i) or a "
+            "missing -inf guard (subtract 0 where the running max is still -inf)")
 
 
 @learner_check(4, "online_softmax_attention")
@@ -350,30 +459,33 @@ def check_online_softmax_attention(online_softmax_attention: Callable[..., torch
     cases.append(("scores ~ 100s (q * 60), block_size=4", q_hot, 4, None,
                   F.scaled_dot_product_attention(q_hot, k, v, is_causal=True)))
     for what, qq, bs, window, expected in cases:
+        copies = (qq.clone(), k.clone(), v.clone())
         got = call(online_softmax_attention, qq, k, v, bs, window)
+        _expect_inputs_unchanged("online_softmax_attention", (qq, k, v), copies)
         nan_rows = int(torch.isnan(got).any(-1).sum()) if isinstance(got, torch.Tensor) else 0
-        expect(
-            nan_rows == 0,
-            f"online_softmax_attention ({what}) returned NaN in {nan_rows} of {B * H * T} rows",
-            hint="a query whose every key in the blocks so far is masked has running max -inf, and "
-            "exp(-inf - (-inf)) = NaN: subtract a safe max (0 where the max is still -inf)"
-            if window is not None
-            else "exp overflowed: subtract the running max before exp, exp(s - m_new)",
-        )
+        if nan_rows:
+            raise CheckFailed(
+                f"online_softmax_attention ({what}) returned NaN in {nan_rows} of {B * H * T} rows\n"
+                f"   hint: {_nan_hint(got, qq, k, v, bs, window)}")
+        if isinstance(got, torch.Tensor) and bool(torch.isinf(got).any()):
+            raise CheckFailed(f"online_softmax_attention ({what}) returned inf\n"
+                              "   hint: exp overflowed: subtract the running max before exp, exp(s - m_new)")
         hint = diagnose(
-            got,
-            [
-                (_online_reference(qq, k, v, bs, window, rescale=False),
-                 "when the running max grows, rescale the "
-                 "running sum AND the accumulator by exp(m_old - m_new) before adding the new block"),
-                (_online_reference(qq, k, v, bs, window, divide=False),
-                 "divide the accumulator by the running sum "
-                 "l at the end (the softmax normaliser)"),
-            ],
+            got, _online_bugs(qq, k, v, bs, window),
             "per key block: m_new = max(m, rowmax(s)); p = exp(s - m_new); l = exp(m - m_new)·l + rowsum(p); "
             "acc = exp(m - m_new)·acc + p @ v; m = m_new; return acc / l",
         )
         worst = max(worst, assert_close(got, expected, f"online_softmax_attention ({what})", hint=hint))
+
+    # float64 inputs: the running statistics must follow the input's dtype (float32 ones lose 1e-7)
+    q64, k64, v64 = (t[:1].double() for t in (q, k, v))
+    got = call(online_softmax_attention, q64, k64, v64, 5, None)
+    dtype_hint = "create m, l and acc with dtype=q.dtype, so that float64 inputs are not summed in float32"
+    expect(isinstance(got, torch.Tensor) and got.dtype == torch.float64,
+           f"float64 inputs gave {fmt(got, 60) if not isinstance(got, torch.Tensor) else got.dtype}, "
+           "expected float64", hint=dtype_hint)
+    assert_close(got, F.scaled_dot_product_attention(q64, k64, v64, is_causal=True),
+                 "float64 inputs, block_size=5, vs SDPA in float64", hint=dtype_hint, atol=1e-12, rtol=1e-12)
 
     T_big = 1024
     qb, kb, vb = (randn(1, 1, T_big, 8, seed=s) for s in (43, 44, 45))
