@@ -19,7 +19,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, fmt, hint_on_crash, learner_check
+from shared.checks import CheckFailed, assert_close, call, expect, fmt, hint_on_crash, learner_check, within
 from shared.checks.compare import diagnose, expect_tensors, gen, randn
 
 __all__ = [
@@ -114,7 +114,7 @@ def check_attend_one(attend_one: Callable[..., tuple[torch.Tensor, torch.Tensor]
                       "before exp, or use torch.softmax, which does")
     return (
         f"one query against {S} keys (d_k={d_k}, d_v={d_v}) matches F.scaled_dot_product_attention, "
-        f"max abs err {err:.1e}; weights sum to 1"
+        f"{within(err, 1e-5)}; weights sum to 1"
     )
 
 
@@ -203,7 +203,7 @@ def check_scaled_dot_product_attention(sdpa: Callable[..., tuple[torch.Tensor, t
         assert_close(weights, ref_w, f"weights ({name})", hint=hint)
     return (
         "matches F.scaled_dot_product_attention with no mask, a bool mask, is_causal=True and scale=0.3 "
-        f"(T=5 queries, S=7 keys, d_k=8, d_v=4), max abs err {worst:.1e}"
+        f"(T=5 queries, S=7 keys, d_k=8, d_v=4), {within(worst, 1e-5)}"
     )
 
 
@@ -251,8 +251,8 @@ def check_causal_mask(causal_mask: Callable[[int], torch.Tensor]) -> str:
         F.scaled_dot_product_attention(q, k, v, is_causal=True),
         "SDPA with your mask vs is_causal=True",
     )
-    return ("lower-triangular bool masks for T=6, 2, 1; as SDPA's attn_mask it equals is_causal=True (max "
-            f"abs err {err:.1e})")
+    return ("lower-triangular bool masks for T=6, 2, 1; as SDPA's attn_mask it equals is_causal=True "
+            f"({within(err, 1e-5)})")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4
@@ -395,6 +395,6 @@ def check_multi_head_attention(mha: Callable[..., tuple[torch.Tensor, torch.Tens
                        "vs shared.model.CausalSelfAttention")
     return (
         "4 heads, C=16: matches a reference built on F.scaled_dot_product_attention with the same "
-        f"projections (no mask and causal), max abs err {worst:.1e}, and shared.model.CausalSelfAttention "
-        f"({err:.1e})"
+        f"projections (no mask and causal), {within(worst, 1e-5)}, and shared.model.CausalSelfAttention "
+        f"({within(err, 1e-5)})"
     )

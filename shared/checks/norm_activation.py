@@ -24,7 +24,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check
+from shared.checks import CheckFailed, assert_close, call, expect, fmt, learner_check, within
 from shared.checks.compare import diagnose, gen
 from shared.model import MLP, GPTConfig
 
@@ -168,7 +168,7 @@ def check_layer_norm(layer_norm: Callable[..., torch.Tensor]) -> str:
                       "mean and biased var over dim=-1, computed from x - mean"),
     )
     return (
-        f"(3, 5, 8) tokens, with and without bias: matches nn.LayerNorm, max abs err {worst:.1e}, "
+        f"(3, 5, 8) tokens, with and without bias: matches nn.LayerNorm, {within(worst, 1e-5)}, "
         "gradient w.r.t. x too; 2-D input too"
     )
 
@@ -223,7 +223,7 @@ def check_rms_norm(rms_norm: Callable[..., torch.Tensor]) -> str:
     (grad_ref,) = torch.autograd.grad((F.rms_norm(xr, (C,), weight, EPS) * upstream).sum(), xr)
     assert_close(grad, grad_ref, "gradient w.r.t. x", atol=1e-4, rtol=1e-4,
                  hint="the root mean square must stay in the autograd graph: do not detach it")
-    return f"(3, 5, 8) tokens with non-zero means: matches nn.RMSNorm, max abs err {err:.1e}; 2-D input too"
+    return f"(3, 5, 8) tokens with non-zero means: matches nn.RMSNorm, {within(err, 1e-5)}; 2-D input too"
 
 
 # ----------------------------------------------------------------------------------------------- TODO 3
@@ -267,7 +267,7 @@ def check_gelu(gelu: Callable[..., torch.Tensor]) -> str:
         )
     return (
         "320 inputs on [-8, 8] and 200 random ones: matches F.gelu, exact erf form "
-        f"(max abs err {errors['none']:.1e}) and with approximate='tanh' ({errors['tanh']:.1e})"
+        f"({within(errors['none'], 1e-5)}) and with approximate='tanh' ({within(errors['tanh'], 1e-5)})"
     )
 
 
@@ -318,8 +318,8 @@ def check_swiglu_ffn(swiglu_ffn: Callable[..., torch.Tensor]) -> str:
                  "2-D input (N, C)",
                  hint="x is (..., C): the same formula on any number of leading dimensions")
     return (
-        f"(2, 5, 12) -> hidden 32 -> 12: matches the SwiGLU formula (max abs err {err:.1e}) and "
-        f"shared.model.MLP with activation='swiglu' ({err_mlp:.1e})"
+        f"(2, 5, 12) -> hidden 32 -> 12: matches the SwiGLU formula ({within(err, 1e-5)}) and "
+        f"shared.model.MLP with activation='swiglu' ({within(err_mlp, 1e-5)})"
     )
 
 
@@ -469,5 +469,5 @@ def check_batch_norm_bt(batch_norm_bt: Callable[..., torch.Tensor]) -> str:
                                "running_var = (1 - momentum) * running_var + momentum * unbiased batch var"))
     return (
         f"(4, 3, 5) batches: matches nn.BatchNorm1d on the (B*T, C) view in training mode (output, gradient, "
-        f"running stats after 2 steps; max abs err {worst:.1e}) and in eval mode ({err:.1e})"
+        f"running stats after 2 steps; {within(worst, 1e-5)}) and in eval mode ({within(err, 1e-5)})"
     )
