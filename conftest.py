@@ -28,13 +28,14 @@ def pytest_configure(config) -> None:
 
 
 # Some projects (and their starters, run by tests/test_notebooks.py) start from a shared pre-trained model,
-# which the first caller trains and caches: the base model of 14 and 15 (about a minute) and the corpus
-# model of 04, 07, 10, 12, 14 and 16 (about five minutes). The controller does that once, before the workers
-# start, so that two notebooks never pre-train a model side by side. Each notebook's own wall time then
-# measures the project, as a learner's second run does.
-_NEEDS_BASE_MODEL = ("14_instruct_tuner", "15_ppo_loop", "tests/test_notebooks.py")
+# which the first caller trains and caches: the base model of 14, 15 and 17 (about a minute) and the corpus
+# model of 04, 07, 10, 12, 14, 16 and 17 (about five minutes). The controller does that once, before the
+# workers start, so that two notebooks never pre-train a model side by side. Each notebook's own wall time
+# then measures the project, as a learner's second run does.
+_NEEDS_BASE_MODEL = ("14_instruct_tuner", "15_ppo_loop", "17_speculative_decoding", "tests/test_notebooks.py")
 _NEEDS_CORPUS_MODEL = ("04_attention_lab", "07_entropy_plotter", "10_grouped_query", "12_int8_quant",
-                       "14_instruct_tuner", "16_scaling_laws", "tests/test_notebooks.py",
+                       "14_instruct_tuner", "16_scaling_laws", "17_speculative_decoding",
+                       "tests/test_notebooks.py",
                        "tests/test_app_07_entropy_plotter.py")
 
 

@@ -53,7 +53,7 @@ def test_check_on_a_starter_filled_in_from_the_solution_passes_every_todo(tmp_pa
     progress = json.loads((tmp_path / "state" / "progress.json").read_text())
     assert progress["01"]["passed"] == 6 and progress["01"]["total"] == 6
     code, out, _ = _run(capsys, "progress")
-    assert "01  byte_pair_smith    6 / 6" in out
+    assert "01  byte_pair_smith       6 / 6" in out
     code, out, _ = _run(capsys, "progress", "--markdown")
     assert "- [x] 01 byte_pair_smith" in out and "- [ ] 02 meaning_space" in out
 
@@ -155,7 +155,7 @@ def test_an_error_outside_the_todos_is_located_by_its_todo_and_first_line_not_a_
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["check", "17"], "unknown project '17': choose a number from 01 to 16"),
+        (["check", "18"], "unknown project '18': choose a number from 01 to 17"),
         (["check", "abc"], "unknown project 'abc'"),
         (["check", "01", "--notebook", "README.md"], "not a notebook: README.md"),
         (["check", "01", "--notebook", "nowhere/mine.ipynb"], "no such notebook: nowhere/mine.ipynb"),
@@ -251,11 +251,11 @@ def test_run_writes_html_and_figures_to_the_build_folder(tmp_path, monkeypatch, 
     assert len(figures) == 1 and figures[0].read_bytes()[:4] == b"\x89PNG"
 
 
-def test_list_shows_all_sixteen_projects_with_status(capsys):
+def test_list_shows_all_seventeen_projects_with_status(capsys):
     code, out, _ = _run(capsys, "list")
     assert code == 0
     rows = out.strip().splitlines()[1:]
-    assert len(rows) == 16
+    assert len(rows) == 17
     assert rows[0].startswith("01  byte_pair_smith") and rows[0].endswith("not started")
 
 

@@ -1,7 +1,7 @@
 """``hardway``: where a learner stands, without reading tracebacks.
 
     hardway doctor                 environment report for bug reports (exit 1 on problems, with advice)
-    hardway list                   the sixteen projects, their concept and your status
+    hardway list                   the seventeen projects, their concept and your status
     hardway check NN [--notebook PATH] [--full]
                                    run your saved notebook for project NN headless (its TODO and check
                                    cells and what they use; --full: every cell); one line per TODO
@@ -75,6 +75,7 @@ PROJECTS = [
     Project("14", "instruct_tuner", "Instruction tuning, LoRA"),
     Project("15", "ppo_loop", "RLHF (PPO, KL penalty, DPO)"),
     Project("16", "scaling_laws", "Scaling laws"),
+    Project("17", "speculative_decoding", "Speculative decoding"),
 ]
 
 
@@ -99,7 +100,7 @@ def find_project(number: str) -> Project:
     for project in PROJECTS:
         if project.number == wanted:
             return project
-    raise CliError(f"unknown project {number!r}: choose a number from 01 to 16 (see `hardway list`)")
+    raise CliError(f"unknown project {number!r}: choose a number from 01 to 17 (see `hardway list`)")
 
 
 def read_notebook(path: Path) -> dict[str, Any]:
@@ -404,9 +405,9 @@ def _status(project: Project, progress: dict[str, Any]) -> str:
 
 def cmd_list(args: argparse.Namespace) -> int:
     progress = load_progress()
-    print(f"{'#':<3} {'project':<17} {'concept':<32} status")
+    print(f"{'#':<3} {'project':<20} {'concept':<32} status")
     for p in PROJECTS:
-        print(f"{p.number:<3} {p.name:<17} {p.concept:<32} {_status(p, progress)}")
+        print(f"{p.number:<3} {p.name:<20} {p.concept:<32} {_status(p, progress)}")
     return 0
 
 
@@ -419,14 +420,14 @@ def cmd_progress(args: argparse.Namespace) -> int:
             extra = f" ({entry['passed']}/{entry['total']} TODOs)" if entry else ""
             print(f"- [{'x' if done else ' '}] {p.number} {p.name} — {p.concept}{extra}")
         return 0
-    print(f"{'#':<3} {'project':<17} {'TODOs passed':<13} last checked")
+    print(f"{'#':<3} {'project':<20} {'TODOs passed':<13} last checked")
     for p in PROJECTS:
         entry = progress.get(p.number)
         if entry:
             counts = f"{entry['passed']:>2} / {entry['total']:<8}"
-            print(f"{p.number:<3} {p.name:<17} {counts} {entry['checked_at']}")
+            print(f"{p.number:<3} {p.name:<20} {counts} {entry['checked_at']}")
         else:
-            print(f"{p.number:<3} {p.name:<17} {'-':<13} never")
+            print(f"{p.number:<3} {p.name:<20} {'-':<13} never")
     return 0
 
 
@@ -612,7 +613,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="environment report for bug reports").set_defaults(func=cmd_doctor)
-    sub.add_parser("list", help="the sixteen projects and your status").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="the seventeen projects and your status").set_defaults(func=cmd_list)
     check = sub.add_parser("check", help="run your notebook for a project and grade every TODO")
     check.add_argument("project", help="project number, e.g. 01")
     check.add_argument("--notebook", help="the notebook to check (default: the project's starter.ipynb)")
