@@ -36,6 +36,7 @@ from shared.tooling.notebooks import (
     dumps_notebook,
     kernel_config,
     make_starter,
+    without_magics,
 )
 from shared.utils import CHECK_PASSED, TODO_LABEL, TODO_NUMBER, atomic_write_text
 
@@ -209,7 +210,7 @@ def _names(source: str) -> tuple[set[str], set[str], set[str], bool]:
     and shell lines are blanked first."""
     import symtable
 
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    code = without_magics(source)
     try:
         top = symtable.symtable(code, "<cell>", "exec")
     except SyntaxError:

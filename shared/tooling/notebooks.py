@@ -347,12 +347,18 @@ class StarterReport:
         return "\n".join(lines)
 
 
+def without_magics(source: str) -> str:
+    """A code cell's source with its IPython magic and shell lines (``%``/``!``) blanked, so that it parses
+    as Python (line numbers kept)."""
+    return "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+
+
 def _parse_cell(source: str) -> ast.AST | None:
     """A code cell's syntax tree with its IPython magics (``%``/``!`` lines) blanked.
 
     None if it does not parse.
     """
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in source.splitlines())
+    code = without_magics(source)
     try:
         return ast.parse(code)
     except SyntaxError:
@@ -541,7 +547,7 @@ def _solution_code(path: str, mtime_ns: int) -> tuple[str, ast.Module]:
     mutation catalogue loads the same solution hundreds of times)."""
     nb = json.loads(Path(path).read_text(encoding="utf-8"))
     code = "\n".join(_source(c) for c in nb["cells"] if c["cell_type"] == "code")
-    code = "\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines())
+    code = without_magics(code)
     return code, ast.parse(code)
 
 
