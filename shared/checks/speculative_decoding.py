@@ -409,13 +409,25 @@ def check_accept_reject(accept_reject: Callable[..., Any]) -> str:
         raise _fail(what + f": acceptance rate of draft 1 over {trials} trials", round(alpha, 3),
                     round(rate, 3),
                     "accept x with probability min(1, p(x)/q(x)); the rate must be sum_x min(p(x), q(x))")
+    # the number kept: draft 2 is reached with prob. alpha_1, then accepted with its own alpha_2
+    alpha2 = float(torch.minimum(p[1], q[1]).sum())
+    law = np.array([1 - alpha, alpha * (1 - alpha2), alpha * alpha2])
+    pv = chi_square_pvalue(n_acc, law)
+    if pv < SIGNIFICANCE:
+        hint = ("draw a fresh r = torch.rand((), generator=generator) for EACH draft: reusing one r for the "
+                "whole pass accepts later drafts too often" if n_acc[2] > law[2] * trials else
+                "each draft i is accepted with probability min(1, p[i, x]/q[i, x]) using its own row i of p "
+                "and q, and the loop stops at the first rejection")
+        raise _fail(what + f": n_accepted over {trials} trials vs [1 - a1, a1 (1 - a2), a1 a2] (chi-square "
+                    f"p = {pv:.1e} < {SIGNIFICANCE:g})", (law * trials).round().tolist(),
+                    n_acc.astype(int).tolist(), hint)
     again = _run_rule(accept_reject, q, p, 200, 2, what)[2]
     if again != outs[:200]:
         raise _hint(what + ": the same generator seed gave different results",
                     "pass generator=generator to torch.rand and torch.multinomial (not the global RNG)")
     return (f"n_accepted = 0 when p(x) = 0, all accepted with a bonus from p[gamma] when p = q; the first "
             f"token follows p[0] (chi-square over {trials} trials, p ≥ {SIGNIFICANCE:g}) and draft 1 is "
-            "accepted at rate sum min(p, q)")
+            "accepted at rate sum min(p, q), and n_accepted follows [1 - a1, a1 (1 - a2), a1 a2]")
 
 
 # ----------------------------------------------------------------------------------------------- TODO 4

@@ -27,6 +27,7 @@ ROLLBACK = ("cache.length = n + k  # keep [last token, kept drafts]; the rejecte
 ALPHA_OK = "if not 0.0 <= alpha <= 1.0:"
 GAMMA_OK = "if isinstance(gamma, bool) or not isinstance(gamma, int) or gamma < 0:"
 CLOSED = "return (1.0 - alpha ** (gamma + 1)) / (1.0 - alpha)"
+FRESH_R = "r = torch.rand((), generator=generator)\n"
 SPEED = "return expected_tokens(alpha, gamma) / (gamma * c + 1.0)"
 
 LOOP = ("probs_at", "prefill", "draft", "verify", "accept_reject", "speculative_generate")
@@ -119,6 +120,10 @@ CATALOGUE = [
                [("r = torch.rand((), generator=generator)", "r = torch.rand(())")], ("generator=generator",)),
         Mutant("resample from q on rejection", "logic", [(RESID, "residual = q[i].clone()")],
                ("norm(max(0, p - q))",)),
+        Mutant("one r for the whole pass", "state",
+               [("    for i in range(gamma):\n        x = int(drafts[i])\n        " + FRESH_R,
+                 "    " + FRESH_R + "    for i in range(gamma):\n        x = int(drafts[i])\n")],
+               ("fresh r", "EACH draft")),
     ], correct=[
         Correct("residual left unnormalised (multinomial normalises)",
                 [("        residual = residual / residual.sum()\n", "")]),
