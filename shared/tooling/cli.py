@@ -77,6 +77,7 @@ PROJECTS = [
     Project("15", "ppo_loop", "RLHF (PPO, KL penalty, DPO)"),
     Project("16", "scaling_laws", "Scaling laws"),
     Project("17", "speculative_decoding", "Speculative decoding"),
+    Project("18", "serving_engine", "Serving: paged KV cache, continuous batching"),
 ]
 
 
