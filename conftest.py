@@ -29,14 +29,15 @@ def pytest_configure(config) -> None:
 
 # Some projects (and their starters, run by tests/test_notebooks.py) start from a shared pre-trained model,
 # which the first caller trains and caches: the base model of 14, 15 and 17 (about a minute) and the corpus
-# model of 04, 07, 10, 12, 14, 16 and 17 (about five minutes). The controller does that once, before the
+# model of 04, 07, 10, 12, 14, 16, 17 and 18 (about five minutes). The controller does that once, before the
 # workers start, so that two notebooks never pre-train a model side by side. Each notebook's own wall time
 # then measures the project, as a learner's second run does.
 _NEEDS_BASE_MODEL = ("14_instruct_tuner", "15_ppo_loop", "17_speculative_decoding", "tests/test_notebooks.py")
 _NEEDS_CORPUS_MODEL = ("04_attention_lab", "07_entropy_plotter", "10_grouped_query", "12_int8_quant",
                        "14_instruct_tuner", "16_scaling_laws", "17_speculative_decoding",
-                       "tests/test_notebooks.py",
-                       "tests/test_app_07_entropy_plotter.py")
+                       "18_serving_engine", "tests/test_notebooks.py", "tests/test_serving_engine.py",
+                       "tests/test_serving_server.py",
+                       "tests/test_app_07_entropy_plotter.py", "tests/test_app_18_serving_engine.py")
 
 
 def _asked_for(root: Path, targets: list[Path], parts: tuple[str, ...]) -> bool:

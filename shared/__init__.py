@@ -27,6 +27,10 @@ Measuring and showing
 - ``shared.plotting``     — one plotting style, loss curves, heatmaps, log-log fits, token pictures
 - ``shared.yardstick``    — n-gram baselines, a model's loss by context length, one report line
 
+Serving (project 18)
+- ``shared.serving``      — ``engine`` (the paged KV cache and the continuous-batching engine), ``requests``
+  (request validation), ``server`` (the OpenAI-compatible HTTP server) and ``loadgen`` (the load generator)
+
 Outside the curriculum
 - ``shared.hf``           — export to and import from Hugging Face transformers (GPT-2, Llama)
 - ``shared.gguf_export``  — write a GPT to GGUF and read it back (project 12)

@@ -155,7 +155,7 @@ def test_an_error_outside_the_todos_is_located_by_its_todo_and_first_line_not_a_
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["check", "18"], "unknown project '18': choose a number from 01 to 17"),
+        (["check", "19"], "unknown project '19': choose a number from 01 to 18"),
         (["check", "abc"], "unknown project 'abc'"),
         (["check", "01", "--notebook", "README.md"], "not a notebook: README.md"),
         (["check", "01", "--notebook", "nowhere/mine.ipynb"], "no such notebook: nowhere/mine.ipynb"),
@@ -251,11 +251,11 @@ def test_run_writes_html_and_figures_to_the_build_folder(tmp_path, monkeypatch, 
     assert len(figures) == 1 and figures[0].read_bytes()[:4] == b"\x89PNG"
 
 
-def test_list_shows_all_seventeen_projects_with_status(capsys):
+def test_list_shows_all_eighteen_projects_with_status(capsys):
     code, out, _ = _run(capsys, "list")
     assert code == 0
     rows = out.strip().splitlines()[1:]
-    assert len(rows) == 17
+    assert len(rows) == 18
     assert rows[0].startswith("01  byte_pair_smith") and rows[0].endswith("not started")
 
 

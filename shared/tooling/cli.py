@@ -1,7 +1,7 @@
 """``hardway``: where a learner stands, without reading tracebacks.
 
     hardway doctor                 environment report for bug reports (exit 1 on problems, with advice)
-    hardway list                   the seventeen projects, their concept and your status
+    hardway list                   the eighteen projects, their concept and your status
     hardway check NN [--notebook PATH] [--full]
                                    run your saved notebook for project NN headless (its TODO and check
                                    cells and what they use; --full: every cell); one line per TODO
@@ -77,6 +77,7 @@ PROJECTS = [
     Project("15", "ppo_loop", "RLHF (PPO, KL penalty, DPO)"),
     Project("16", "scaling_laws", "Scaling laws"),
     Project("17", "speculative_decoding", "Speculative decoding"),
+    Project("18", "serving_engine", "Serving: paged KV cache, continuous batching"),
 ]
 
 
@@ -101,7 +102,8 @@ def find_project(number: str) -> Project:
     for project in PROJECTS:
         if project.number == wanted:
             return project
-    raise CliError(f"unknown project {number!r}: choose a number from 01 to 17 (see `hardway list`)")
+    raise CliError(f"unknown project {number!r}: choose a number from {PROJECTS[0].number} to "
+                   f"{PROJECTS[-1].number} (see `hardway list`)")
 
 
 def read_notebook(path: Path) -> dict[str, Any]:
@@ -614,7 +616,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("doctor", help="environment report for bug reports").set_defaults(func=cmd_doctor)
-    sub.add_parser("list", help="the seventeen projects and your status").set_defaults(func=cmd_list)
+    sub.add_parser("list", help="the eighteen projects and your status").set_defaults(func=cmd_list)
     check = sub.add_parser("check", help="run your notebook for a project and grade every TODO")
     check.add_argument("project", help="project number, e.g. 01")
     check.add_argument("--notebook", help="the notebook to check (default: the project's starter.ipynb)")
