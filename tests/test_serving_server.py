@@ -298,6 +298,7 @@ SERVER_BAD_INPUTS = [
     ("not UTF-8", b'{"prompt": "\xff"}', 400, None, "not valid JSON"),
     ("unknown characters", {"prompt": "naïve ✓"}, 400, "prompt", "'ï'"),
     ("a JSON list", ["ROMEO:"], 400, None, "JSON object"),
+    ("nested 100 000 deep", b"[" * 100_000, 400, None, "nested too deeply"),
     ("the engine cannot serve it", {"prompt": "ROMEO:", "max_tokens": 55}, 400, None, "cannot serve"),
 ]
 

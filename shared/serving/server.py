@@ -289,6 +289,8 @@ async def _read_json(request: HTTPRequest, max_body_bytes: int) -> object:
                            f"column {exc.colno}") from None
     except ValueError as exc:  # not UTF-8, or NaN / Infinity
         raise RequestError(400, f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # e.g. 100 000 nested brackets
+        raise RequestError(400, "the request body is nested too deeply to be a completion request") from None
 
 
 def create_app(

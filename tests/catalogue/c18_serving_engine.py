@@ -256,6 +256,12 @@ CATALOGUE = [
                 ("refs[block] += 1",),
             ),
             Mutant(
+                "fork sets the count to 2 instead of adding one",
+                "state",
+                [(INCREF, "    for block in table:\n        refs[block] = 2\n    return list(table)")],
+                ("do not set the count to 2",),
+            ),
+            Mutant(
                 "fork returns the parent's list",
                 "in-place",
                 [(INCREF, "    for block in table:\n        refs[block] += 1\n    return table")],
@@ -417,6 +423,12 @@ CATALOGUE = [
                     )
                 ],
                 ("max_context",),
+            ),
+            Mutant(
+                "a reservation that fits exactly is refused",
+                "off-by-one",
+                [(BATCH, "while waiting and len(running) < max_batch and free > reserve:")],
+                ("fits exactly",),
             ),
             Mutant(
                 "batch size not bounded",
