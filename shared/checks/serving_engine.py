@@ -731,6 +731,8 @@ def completion_cases() -> list[tuple[str, object, str | None]]:
         ("integer temperature 2", {"prompt": "x", "temperature": 2}, "ok"),
         ("n = 1 and a model name", {"prompt": "x", "n": 1, "model": "tiny"}, "ok"),
         ("the longest prompt", {"prompt": "c" * 63, "max_tokens": 1}, "ok"),
+        ("null fields take their defaults", {"prompt": "x", "max_tokens": None, "temperature": None,
+                                             "stream": None, "seed": None, "n": None}, "ok"),
         ("a list, not an object", ["prompt"], None),
         ("a string body", "prompt", None),
         ("no prompt", {"max_tokens": 4}, "prompt"),
@@ -754,6 +756,7 @@ def completion_cases() -> list[tuple[str, object, str | None]]:
         ("stream 1", {"prompt": "x", "stream": 1}, "stream"),
         ("seed negative", {"prompt": "x", "seed": -1}, "seed"),
         ("seed a float", {"prompt": "x", "seed": 1.5}, "seed"),
+        ("seed 2**63", {"prompt": "x", "seed": 2**63}, "seed"),
         ("n = 2", {"prompt": "x", "n": 2}, "n"),
     ]
 
