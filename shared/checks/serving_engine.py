@@ -625,6 +625,14 @@ _CONTINUOUS_CASES = [  # (name, specs (prompt tokens, max new), free, max_batch,
 ]
 
 
+def _queues_before(before) -> str:
+    """The scheduler's state before a step, as a failed check shows it."""
+    waiting, running, free = before
+    def rows(queue):
+        return [(s["id"], s["tokens"], s["left"], s["blocks"]) for s in queue]
+    return f"queues before it: waiting {rows(waiting)}, running {rows(running)}, free {free}"
+
+
 @learner_check(4, "continuous_step")
 def check_continuous_step(continuous_step: Callable) -> str:
     """Replay scripted and random workloads side by side with the reference, step by step."""
@@ -635,10 +643,8 @@ def check_continuous_step(continuous_step: Callable) -> str:
         if diff is not None:
             t, before, want, got = diff
             raise _fail(
-                f"{name}: step {t} differs (queues before it: waiting "
-                f"{[(s['id'], s['tokens'], s['left'], s['blocks']) for s in before[0]]}, running "
-                f"{[(s['id'], s['tokens'], s['left'], s['blocks']) for s in before[1]]}, free "
-                f"{before[2]}); shown: " + _FIELDS.format("preempted ids"),
+                f"{name}: step {t} differs ({_queues_before(before)}); shown: "
+                + _FIELDS.format("preempted ids"),
                 want,
                 got,
                 _step_hint(before, want, got, "continuous"),
@@ -702,10 +708,8 @@ def check_static_step(static_step: Callable) -> str:
         if diff is not None:
             t, before, want, got = diff
             raise _fail(
-                f"{name}: step {t} differs (queues before it: waiting "
-                f"{[(s['id'], s['tokens'], s['left'], s['blocks']) for s in before[0]]}, running "
-                f"{[(s['id'], s['tokens'], s['left'], s['blocks']) for s in before[1]]}, free "
-                f"{before[2]}); shown: " + _FIELDS.format("padded rows"),
+                f"{name}: step {t} differs ({_queues_before(before)}); shown: "
+                + _FIELDS.format("padded rows"),
                 want,
                 got,
                 _static_hint(before, want, got),

@@ -570,6 +570,14 @@ def check_speculative_generate(speculative_generate: Callable[..., Any]) -> str:
             "perfect drafter); n_accepted = gamma for the perfect drafter")
 
 
+def _as_float(got: Any, what: str, want: float) -> float:
+    """The learner's number as a float, or a failure that asks for one."""
+    try:
+        return float(got)
+    except (TypeError, ValueError):
+        raise _fail(what, want, got, "return a float") from None
+
+
 # ----------------------------------------------------------------------------------------------- TODO 5
 
 
@@ -598,10 +606,7 @@ def check_expected_tokens(expected_tokens: Callable[[float, int], float]) -> str
                            "formula: handle it before dividing by 1 - alpha (ZeroDivisionError otherwise)"):
             got = call(expected_tokens, alpha, gamma)
         want = reference_expected_tokens(alpha, gamma)
-        try:
-            got_f = float(got)
-        except (TypeError, ValueError):
-            raise _fail(f"expected_tokens({alpha}, {gamma})", want, got, "return a float") from None
+        got_f = _as_float(got, f"expected_tokens({alpha}, {gamma})", want)
         if abs(got_f - want) <= 1e-9 * max(1.0, want):
             continue
         a = alpha
@@ -641,10 +646,7 @@ def check_speedup(speedup: Callable[[float, int, float], float]) -> str:
                             (0.9, 7, 0.02)):
         got = call(speedup, alpha, gamma, c)
         want = reference_speedup(alpha, gamma, c)
-        try:
-            got_f = float(got)
-        except (TypeError, ValueError):
-            raise _fail(f"speedup({alpha}, {gamma}, {c})", want, got, "return a float") from None
+        got_f = _as_float(got, f"speedup({alpha}, {gamma}, {c})", want)
         if abs(got_f - want) <= 1e-9 * max(1.0, want):
             continue
         e = reference_expected_tokens(alpha, gamma)
