@@ -329,8 +329,31 @@ def compare_timings(
 # ---------------------------------------------------------------------------------------------
 
 
+def _vm_hwm_mib(status: str = "/proc/self/status") -> float | None:
+    """``VmHWM`` from ``/proc/self/status`` (Linux), in MiB; ``None`` where there is no such file or line."""
+    try:
+        with open(status) as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    value, unit = line.split()[1:3]
+                    if unit == "kB":
+                        return int(value) / 1024
+    except (OSError, ValueError):
+        pass
+    return None
+
+
 def _max_rss_mib() -> float | None:
-    """Peak resident set size of this process so far, in MiB (``None`` where unsupported)."""
+    """Peak resident set size of this process so far, in MiB (``None`` where unsupported).
+
+    Linux: the high-water mark of this process's own memory (``VmHWM``). ``getrusage``'s
+    ``ru_maxrss`` is not used there, because Linux carries it across ``execve``: a program started by
+    ``subprocess`` from a process holding 1 GB reports at least 1 GB, whatever it uses itself.
+    Elsewhere (macOS) ``ru_maxrss``.
+    """
+    hwm = _vm_hwm_mib()
+    if hwm is not None:
+        return hwm
     try:
         import resource
     except ImportError:  # Windows

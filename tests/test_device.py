@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import random
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -239,8 +241,30 @@ def test_max_rss_units_are_kib_on_linux_and_bytes_on_macos(
 ) -> None:
     resource = pytest.importorskip("resource")
     monkeypatch.setattr(resource, "getrusage", lambda who: SimpleNamespace(ru_maxrss=1_048_576))
+    monkeypatch.setattr(dev, "_vm_hwm_mib", lambda: None)  # no /proc: the getrusage fallback
     monkeypatch.setattr(sys, "platform", platform)
     assert dev._max_rss_mib() == expected_mib
+
+
+def test_vm_hwm_is_read_in_kib_and_missing_lines_or_files_give_none(tmp_path) -> None:
+    status = tmp_path / "status"
+    status.write_text("Name:\tpython\nVmPeak:\t 9000 kB\nVmHWM:\t  524288 kB\nVmRSS:\t 1000 kB\n")
+    assert dev._vm_hwm_mib(str(status)) == 512.0
+    status.write_text("Name:\tpython\n")
+    assert dev._vm_hwm_mib(str(status)) is None
+    assert dev._vm_hwm_mib(str(tmp_path / "absent")) is None
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/status"), reason="VmHWM is read from /proc on Linux")
+def test_a_child_process_peak_does_not_include_its_parents_memory() -> None:
+    """Linux keeps ru_maxrss across execve, so a benchmark started from a big pytest worker used to report
+    the worker's memory as its own (1 008 MB for a 417 MB run). The child's peak must be its own."""
+    held = bytearray(768 * 2**20)
+    held[::4096] = b"\1" * len(held[::4096])  # touch every page so it is resident
+    code = "from shared.device import peak_memory; print(peak_memory()['cpu_max_rss_mib'])"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=120).stdout
+    assert len(held) and 20 < float(out) < 700  # python + torch (~250 MiB), not the parent's 768 MiB
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="current RSS is read from /proc on Linux")
