@@ -579,8 +579,6 @@ def _step_hint(before, want, got, kind: str) -> str:
                 return "when a running sequence needs a block and none is free, preempt running[-1]"
         if third_e and set(wait_ids_g) == set(wait_ids_e) and wait_ids_g != wait_ids_e:
             return "a preempted sequence goes to the FRONT of the queue (waiting.appendleft), to resume first"
-        if third_e and len(run_ids_g) > len(run_ids_e):
-            return "admit nothing in a step in which a sequence was preempted: memory is short"
     if len(run_ids_g) > len(run_ids_e) and len(run_ids_g) > _MAX_BATCH_SEEN[0]:
         return "the batch grew beyond max_batch: admit only while len(running) < max_batch"
     if fin_g != fin_e:
