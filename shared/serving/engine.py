@@ -309,7 +309,9 @@ class Engine:
 
         The child's prompt is the parent's tokens so far (child.prompt_ids is ignored); it generates
         child.max_tokens more with its own temperature and seed. No block is copied until one of the two
-        writes into a shared block (copy-on-write).
+        writes into a shared block (copy-on-write). Preemption here is per sequence: a preempted fork drops
+        its references and is recomputed on its own, so its sharing is lost (vLLM gang-schedules the
+        sequences of one request instead, Kwon et al. 2023, §4.5).
         """
         parent = next((s for s in self.running if s.request_id == parent_id and not s.done), None)
         if parent is None:
