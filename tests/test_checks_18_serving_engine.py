@@ -9,12 +9,13 @@ references the checks rely on, and bugs that need more than an edit.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from collections import deque
 
 import pytest
 import torch
-from check_helpers import fails, solution_loader, stub
+from check_helpers import ROOT, fails, solution_loader, stub
 
 from shared.checks import CheckFailed, TodoNotDone
 from shared.checks.serving_engine import (
@@ -174,14 +175,7 @@ def test_allocate_that_returns_none_on_empty_is_caught():
 
 
 def test_the_check_module_imports_without_fastapi():
-    import subprocess
-
     code = "import shared.checks.serving_engine, sys; print('fastapi' in sys.modules)"
-    import os
-    from pathlib import Path
-
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
-                         env=env, timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         timeout=120).stdout  # python -c puts cwd first on sys.path: this checkout's shared/
     assert out.strip() == "False"

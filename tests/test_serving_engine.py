@@ -8,6 +8,10 @@ fast; the properties do not depend on the weights.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -347,15 +351,7 @@ def test_engine_errors():
 
 
 def test_importing_the_package_is_light():
-    import subprocess
-    import sys
-
     code = "import shared.serving.engine, sys; print('fastapi' in sys.modules, 'uvicorn' in sys.modules)"
-    import os
-    from pathlib import Path
-
-    root = str(Path(__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=root,
-                         env=env, timeout=120).stdout
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parent.parent, timeout=120).stdout  # cwd: this shared/
     assert out.split() == ["False", "False"]
